@@ -1,0 +1,439 @@
+"""Guest artifacts, built locally from the distribution's packages and cached.
+
+One BusyBox userland serves both sides of every comparison: the VM boots it as an
+initramfs on Debian's cloud kernel, and the container image is imported from the very
+same files. Everything lands under `cache_dir()/<version>/`; a version directory counts
+only once its `manifest.json` is written, and it is built under a temporary name and
+renamed into place, so an interrupted build never passes for a good one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from .cpio import CpioWriter
+from .errors import ArtifactError, MissingComponent
+from .paths import cache_dir
+
+#: Bump when the layout of the artifacts changes; part of every version key.
+SCHEMA = 3
+KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
+BUSYBOX_PACKAGE = "busybox-static"
+IMAGE_REPOSITORY = "vmkit/busybox"
+#: Drivers the guest needs: virtio over MMIO (microvm) or PCI (q35), the console and
+#: virtio-serial port for the agent, and the balloon. Their dependencies are added.
+GUEST_MODULES = ("virtio_mmio", "virtio_pci", "virtio_console", "virtio_balloon")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Package:
+    """One Debian package as apt describes it: enough to download and verify it."""
+
+    name: str
+    version: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """A complete, verified set of guest artifacts (see the module docstring)."""
+
+    version: str
+    root: Path
+    kernel_release: str
+    kernel_package: str
+    busybox_version: str
+    modules: tuple[str, ...]
+
+    @property
+    def vmlinuz(self) -> Path:
+        """The distribution's compressed kernel (bzImage), bootable on q35."""
+        return self.root / "vmlinuz"
+
+    @property
+    def vmlinux(self) -> Path:
+        """The same kernel uncompressed (ELF with a PVH entry), bootable on microvm."""
+        return self.root / "vmlinux"
+
+    @property
+    def initrd(self) -> Path:
+        """The gzip-compressed newc initramfs: BusyBox, the agent, the virtio modules."""
+        return self.root / "initramfs.cpio.gz"
+
+    @property
+    def rootfs(self) -> Path:
+        """The same BusyBox userland as a tar, the source of the container image."""
+        return self.root / "rootfs.tar"
+
+    @property
+    def image(self) -> str:
+        """The container image tag imported from `rootfs`."""
+        return f"{IMAGE_REPOSITORY}:{self.version}"
+
+    def files(self) -> dict[str, Path]:
+        return {"vmlinuz": self.vmlinuz, "vmlinux": self.vmlinux, "initrd": self.initrd,
+                "rootfs": self.rootfs}
+
+    def sizes(self) -> dict[str, int]:
+        return {name: path.stat().st_size for name, path in self.files().items()}
+
+
+# ---------------------------------------------------------------- apt: find, fetch, check
+
+def _run(argv: list[str], what: str, **kwargs) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    except FileNotFoundError:
+        raise MissingComponent(
+            f"{what}에 필요한 프로그램 `{argv[0]}`이(가) 없습니다.",
+            "Debian/Ubuntu 계열에서 `make setup`으로 준비하세요.",
+        ) from None
+    if done.returncode != 0:
+        raise ArtifactError(f"{what} 실패: `{' '.join(argv)}`\n{done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
+def _apt_show(name: str) -> dict[str, str]:
+    """`apt-cache show` fields of the candidate version, memoized until apt's lists change.
+
+    apt-cache takes about 0.6 s a call here; the memo keeps a second `vmkit fetch` fast.
+    """
+    try:
+        lists_key = str(APT_LISTS.stat().st_mtime_ns)
+    except OSError:
+        lists_key = "none"
+    memo_path = cache_dir() / "apt-memo.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+        if memo.get("lists") != lists_key:
+            memo = {"lists": lists_key}
+    except (OSError, ValueError):
+        memo = {"lists": lists_key}
+    if name not in memo:
+        text = _run(["apt-cache", "show", "--no-all-versions", name],
+                    f"패키지(package) {name} 조회")
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith(" "):
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+        memo[name] = fields
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            memo_path.write_text(json.dumps(memo))
+        except OSError:
+            pass
+    return memo[name]
+
+
+def resolve_package(name: str) -> Package:
+    """Ask apt which version of `name` it would install, with its SHA256."""
+    fields = _apt_show(name)
+    if "Version" not in fields or "SHA256" not in fields:
+        raise ArtifactError(
+            f"apt가 패키지(package) {name}을(를) 모릅니다.",
+            "`apt-get update`로 패키지 목록을 새로 받아 주세요 (`make setup`이 합니다).",
+        )
+    return Package(fields.get("Package", name), fields["Version"], fields["SHA256"],
+                   int(fields.get("Size", 0)))
+
+
+def resolve_kernel_package() -> Package:
+    """The concrete cloud kernel package the meta package points at."""
+    depends = _apt_show(KERNEL_META_PACKAGE).get("Depends", "")
+    for item in depends.split(","):
+        name = item.strip().split(" ")[0]
+        if name.startswith("linux-image-"):
+            return resolve_package(name)
+    raise ArtifactError(
+        f"{KERNEL_META_PACKAGE}가 가리키는 커널 패키지를 찾지 못했습니다.",
+        "`apt-get update` 후 다시 시도하세요.",
+    )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_and_extract(package: Package, workdir: Path) -> Path:
+    """`apt-get download` the package, check its SHA256 against apt's, unpack it."""
+    _run(["apt-get", "download", "-q", f"{package.name}={package.version}"],
+         f"{package.name} 내려받기(download)", cwd=workdir)
+    debs = list(workdir.glob(f"{package.name}_*.deb"))
+    if len(debs) != 1:
+        raise ArtifactError(f"{package.name}의 .deb 파일을 찾지 못했습니다: {debs}")
+    actual = sha256_file(debs[0])
+    if actual != package.sha256:
+        raise ArtifactError(
+            f"{debs[0].name}의 체크섬(SHA256)이 apt의 값과 다릅니다: {actual} ≠ {package.sha256}"
+        )
+    tree = workdir / package.name
+    _run(["dpkg-deb", "-x", str(debs[0]), str(tree)], f"{package.name} 풀기(extract)")
+    debs[0].unlink()
+    return tree
+
+
+# ---------------------------------------------------------------- kernel pieces
+
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """Decompress the LZ4 (legacy frame) payload of a bzImage into its ELF vmlinux.
+
+    An ELF vmlinux carries the PVH entry note, so QEMU's microvm can start it directly,
+    with no firmware and no decompression inside the slow emulated guest.
+    """
+    import lz4.block
+
+    start = bzimage.find(LZ4_LEGACY_MAGIC)
+    if start < 0:
+        raise ArtifactError("커널 이미지(bzImage)에서 LZ4 데이터를 찾지 못했습니다.")
+    pos, out = start + 4, bytearray()
+    block_max = 8 << 20
+    while pos + 4 <= len(bzimage):
+        size = int.from_bytes(bzimage[pos:pos + 4], "little")
+        if size == int.from_bytes(LZ4_LEGACY_MAGIC, "little") or size == 0 \
+                or size > block_max + block_max // 255 + 16 or pos + 4 + size > len(bzimage):
+            break
+        try:
+            out += lz4.block.decompress(bzimage[pos + 4:pos + 4 + size],
+                                        uncompressed_size=block_max)
+        except lz4.block.LZ4BlockError:
+            break
+        pos += 4 + size
+    if not out.startswith(b"\x7fELF"):
+        raise ArtifactError("커널의 LZ4 데이터를 풀었지만 ELF vmlinux가 아닙니다.")
+    return bytes(out)
+
+
+def module_depends(ko: bytes) -> list[str]:
+    """The `depends=` list from a kernel module's .modinfo strings."""
+    at = ko.find(b"\0depends=")
+    if at < 0:
+        return []
+    value = ko[at + 9:ko.index(b"\0", at + 1)].decode()
+    return [name for name in value.split(",") if name]
+
+
+def module_load_order(kernel_tree: Path, release: str, wanted=GUEST_MODULES) -> list[tuple[str, Path]]:
+    """`wanted` and their dependencies, each after what it depends on."""
+    index = {p.name[:-3].replace("-", "_"): p
+             for p in (kernel_tree / "lib/modules" / release).rglob("*.ko")}
+    order: list[tuple[str, Path]] = []
+
+    def visit(name: str, seen: tuple[str, ...] = ()) -> None:
+        if any(done == name for done, _ in order):
+            return
+        if name in seen:
+            raise ArtifactError(f"커널 모듈(kernel module) 의존성이 순환합니다: {seen + (name,)}")
+        if name not in index:
+            raise ArtifactError(f"커널 패키지에 모듈(module) {name}.ko가 없습니다.")
+        for dep in module_depends(index[name].read_bytes()):
+            visit(dep, seen + (name,))
+        order.append((name, index[name]))
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+# ---------------------------------------------------------------- userland pieces
+
+def guest_script(name: str) -> bytes:
+    """The text of `vmkit/guest/<name>` (init or agent)."""
+    return resources.files("vmkit").joinpath("guest", name).read_bytes()
+
+
+def busybox_applets(busybox: Path) -> list[str]:
+    """Install paths of every applet (`bin/sh`, `sbin/poweroff`, ...) the binary offers."""
+    text = _run([str(busybox), "--list-full"], "BusyBox 애플릿(applet) 목록")
+    return sorted({line.strip().lstrip("/") for line in text.splitlines() if line.strip()})
+
+
+def userland_entries(busybox: bytes, applets: list[str]):
+    """The shared userland as (kind, path, payload, mode) entries, in a stable order."""
+    yield ("file", "bin/busybox", busybox, 0o755)
+    for applet in applets:
+        if applet != "bin/busybox":
+            depth = applet.count("/")
+            yield ("link", applet, "../" * depth + "bin/busybox", 0)
+    yield ("file", "vmkit/agent", guest_script("agent"), 0o755)
+    for directory in ("proc", "sys", "dev", "tmp", "run", "etc", "root"):
+        yield ("dir", directory, None, 0o1777 if directory == "tmp" else 0o755)
+
+
+def write_initramfs(path: Path, entries, modules: list[tuple[str, Path]]) -> None:
+    """The VM's initramfs: the userland, /init, the modules and /dev/console."""
+    raw = io.BytesIO()
+    cpio = CpioWriter(raw)
+    for kind, name, payload, mode in entries:
+        if kind == "file":
+            cpio.file(name, payload, mode)
+        elif kind == "link":
+            cpio.symlink(name, payload)
+        else:
+            cpio.mkdir(name, mode)
+    cpio.chardev("dev/console", 5, 1)
+    cpio.file("init", guest_script("init"), 0o755)
+    for name, ko in modules:
+        cpio.file(f"lib/modules/{name}.ko", ko.read_bytes())
+    cpio.file("etc/vmkit/modules", "".join(f"{name}\n" for name, _ in modules).encode())
+    cpio.close()
+    with open(path, "wb") as stream:
+        with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=6, mtime=0) as gz:
+            gz.write(raw.getvalue())
+
+
+def write_rootfs_tar(path: Path, entries) -> None:
+    """The container's root file system: the same userland entries, as a tar."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for kind, name, payload, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if kind == "file":
+                info.size, info.mode = len(payload), mode
+                tar.addfile(info, io.BytesIO(payload))
+            elif kind == "link":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, payload, 0o777
+                tar.addfile(info)
+            else:
+                info.type, info.mode = tarfile.DIRTYPE, mode
+                tar.addfile(info)
+
+
+# ---------------------------------------------------------------- versions and the cache
+
+def version_key(kernel: Package, busybox: Package) -> str:
+    """A short hash of everything that shapes the artifacts."""
+    digest = hashlib.sha256()
+    for part in (str(SCHEMA), kernel.name, kernel.version, kernel.sha256, busybox.version,
+                 busybox.sha256, ",".join(GUEST_MODULES)):
+        digest.update(part.encode() + b"\0")
+    digest.update(guest_script("init") + b"\0" + guest_script("agent"))
+    return digest.hexdigest()[:12]
+
+
+def load(root: Path) -> Artifacts | None:
+    """The artifacts in `root` if its manifest is there and every file matches it."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        artifacts = Artifacts(
+            version=manifest["version"], root=root, kernel_release=manifest["kernel_release"],
+            kernel_package=manifest["kernel_package"],
+            busybox_version=manifest["busybox_version"], modules=tuple(manifest["modules"]))
+        if artifacts.sizes() != manifest["sizes"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return artifacts
+
+
+def installed() -> list[Artifacts]:
+    """Every complete artifact set in the cache, newest first."""
+    found = [a for a in (load(p) for p in cache_dir().glob("*/")) if a]
+    return sorted(found, key=lambda a: a.root.stat().st_mtime, reverse=True)
+
+
+def current(offline_ok: bool = True) -> Artifacts | None:
+    """The artifacts matching what apt offers now, or (offline) the newest in the cache."""
+    try:
+        version = version_key(resolve_kernel_package(), resolve_package(BUSYBOX_PACKAGE))
+    except (ArtifactError, MissingComponent):
+        if not offline_ok:
+            raise
+        sets = installed()
+        return sets[0] if sets else None
+    return load(cache_dir() / version)
+
+
+def require() -> Artifacts:
+    """The current artifacts, or a Korean error that says how to get them."""
+    artifacts = current()
+    if artifacts is None:
+        raise MissingComponent(
+            "게스트 아티팩트(guest artifacts: 커널, initramfs, 컨테이너 이미지)가 아직 없습니다.",
+            "`vmkit fetch`로 만드세요 (`make setup`이 합니다).",
+        )
+    return artifacts
+
+
+def fetch(progress: bool = True, force: bool = False) -> Artifacts:
+    """Build the artifacts into the cache unless the current version is already there."""
+    from tqdm.auto import tqdm
+
+    kernel = resolve_kernel_package()
+    busybox_pkg = resolve_package(BUSYBOX_PACKAGE)
+    version = version_key(kernel, busybox_pkg)
+    final = cache_dir() / version
+    if not force and (done := load(final)):
+        return done
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    steps = ["커널 패키지 내려받기", "BusyBox 내려받기", "vmlinux 풀기", "모듈 고르기",
+             "initramfs 만들기", "rootfs.tar 만들기", "저장"]
+    bar = tqdm(total=len(steps), desc="vmkit fetch", unit="단계", disable=not progress)
+    with tempfile.TemporaryDirectory(prefix=f".{version}.partial-", dir=cache_dir()) as tmp:
+        work = Path(tmp)
+        out = work / "out"
+        out.mkdir()
+
+        def step(i: int) -> None:
+            if i:
+                bar.update(1)
+            bar.set_postfix_str(steps[i])
+
+        step(0)
+        kernel_tree = download_and_extract(kernel, work)
+        step(1)
+        busybox_tree = download_and_extract(busybox_pkg, work)
+        release = kernel.name.removeprefix("linux-image-")
+        step(2)
+        bzimage = (kernel_tree / "boot" / f"vmlinuz-{release}").read_bytes()
+        (out / "vmlinuz").write_bytes(bzimage)
+        (out / "vmlinux").write_bytes(extract_vmlinux(bzimage))
+        step(3)
+        modules = module_load_order(kernel_tree, release)
+        busybox_bin = busybox_tree / "bin" / "busybox"
+        entries = list(userland_entries(busybox_bin.read_bytes(), busybox_applets(busybox_bin)))
+        step(4)
+        write_initramfs(out / "initramfs.cpio.gz", entries, modules)
+        step(5)
+        write_rootfs_tar(out / "rootfs.tar", entries)
+        step(6)
+        artifacts = Artifacts(version, final, release, f"{kernel.name}={kernel.version}",
+                              busybox_pkg.version, tuple(name for name, _ in modules))
+        manifest = {**asdict(artifacts), "root": None, "built_at": time.time(),
+                    "sizes": {name: (out / p.name).stat().st_size
+                              for name, p in artifacts.files().items()}}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(out, final)
+        bar.update(1)
+    bar.close()
+    return load(final) or _broken(final)
+
+
+def _broken(root: Path):
+    raise ArtifactError(f"{root}에 쓴 아티팩트(artifact)를 다시 읽지 못했습니다.")

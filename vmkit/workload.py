@@ -1,0 +1,220 @@
+"""The protocol VMs and containers share: Trace, Usage and the Workload base class.
+
+Labs, widgets, the CLI and `compare` only ever talk to a `Workload`, so a VM and a
+container are measured and shown the same way, with no `if kind == ...` anywhere above.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import psutil
+
+CONSOLE_LINES = 500
+
+
+@dataclass
+class Trace:
+    """Timestamped start-up phases on the host's monotonic clock, plus the guest's view.
+
+    `origin` is the monotonic time the workload was asked to start; `phases` maps phase
+    names, in the order they happened, to absolute monotonic times. `guest` holds what
+    the workload itself reported (kernel release, its uptime, its memory).
+    """
+
+    kind: str
+    origin: float = field(default_factory=time.monotonic)
+    phases: dict[str, float] = field(default_factory=dict)
+    guest: dict[str, Any] = field(default_factory=dict)
+    accel: str | None = None
+    accel_reason: str | None = None
+    console: deque = field(default_factory=lambda: deque(maxlen=CONSOLE_LINES), repr=False)
+    on_phase: Callable[[str, float], None] | None = field(default=None, repr=False)
+
+    def mark(self, name: str, when: float | None = None) -> float:
+        """Record that phase `name` happened now (or at `when`); returns seconds from origin."""
+        if name not in self.phases:
+            self.phases[name] = time.monotonic() if when is None else when
+            if self.on_phase:
+                self.on_phase(name, self.phases[name] - self.origin)
+        return self.phases[name] - self.origin
+
+    def seconds(self) -> dict[str, float]:
+        """Each phase as seconds since `origin`."""
+        return {name: t - self.origin for name, t in self.phases.items()}
+
+    @property
+    def ready_s(self) -> float | None:
+        """Seconds from the start request to the workload being ready, if it got there."""
+        return self.phases["ready"] - self.origin if "ready" in self.phases else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "accel": self.accel, "accel_reason": self.accel_reason,
+                "ready_s": self.ready_s, "phases": self.seconds(), "guest": dict(self.guest)}
+
+
+@dataclass
+class Usage:
+    """What a workload costs the host, and what it sees inside.
+
+    rss/pss: resident and proportional set size of the host processes (QEMU, or the
+    container's processes); mem_bytes: the engine's own figure where there is one
+    (cgroup usage less inactive file pages, as `docker stats` shows); cpu_*: CPU seconds.
+    """
+
+    rss_bytes: int = 0
+    pss_bytes: int = 0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    mem_bytes: int | None = None
+    mem_limit_bytes: int | None = None
+    guest_mem_total_bytes: int | None = None
+    guest_mem_available_bytes: int | None = None
+    processes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def process_usage(pids: Iterable[int]) -> Usage:
+    """Sum RSS, PSS and CPU seconds over host processes (those that vanished are skipped)."""
+    usage = Usage()
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                try:
+                    mem = proc.memory_full_info()
+                    pss = getattr(mem, "pss", mem.rss)
+                except psutil.AccessDenied:
+                    mem = proc.memory_info()
+                    pss = mem.rss
+                cpu = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        usage.rss_bytes += mem.rss
+        usage.pss_bytes += pss
+        usage.cpu_user_s += cpu.user
+        usage.cpu_system_s += cpu.system
+        usage.processes += 1
+    return usage
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo as {'MemTotal': bytes, ...}."""
+    values = {}
+    for line in text.splitlines():
+        parts = line.replace(":", " ").split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            scale = 1024 if len(parts) > 2 and parts[2] == "kB" else 1
+            values[parts[0]] = int(parts[1]) * scale
+    return values
+
+
+class Workload(abc.ABC):
+    """One VM or one container: start, look inside, measure, stop.
+
+    Subclasses implement `_start`, `_stop`, `guest`, `usage`, `pause`, `resume`.
+    `start()` blocks until the workload is ready and returns its Trace; `stop()` is
+    always safe to call, any number of times; both work as a context manager.
+    """
+
+    kind: str = "workload"
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.trace: Trace | None = None
+        self._listeners: list[Callable[[dict], None]] = []
+        self._events: deque = deque(maxlen=1000)
+        self._events_cond = threading.Condition()
+
+    # -- lifecycle
+    def start(self, timeout: float = 60.0, on_phase: Callable[[str, float], None] | None = None) -> Trace:
+        """Start and block until ready; on any failure everything started is stopped."""
+        self.trace = Trace(kind=self.kind, on_phase=on_phase)
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.trace
+
+    @abc.abstractmethod
+    def _start(self, timeout: float) -> None: ...
+
+    def stop(self) -> None:
+        """Stop and release everything; safe to call at any time, repeatedly."""
+        self._stop()
+
+    @abc.abstractmethod
+    def _stop(self) -> None: ...
+
+    def __enter__(self):
+        if self.trace is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- looking inside
+    @abc.abstractmethod
+    def guest(self, command: str, timeout: float = 10.0) -> str:
+        """Run a shell command inside the workload and return its output."""
+
+    @abc.abstractmethod
+    def usage(self) -> Usage:
+        """Host-side cost and inside view, sampled now."""
+
+    @abc.abstractmethod
+    def pause(self) -> None: ...
+
+    @abc.abstractmethod
+    def resume(self) -> None: ...
+
+    def kernel_release(self) -> str:
+        """`uname -r` as the workload sees it."""
+        return self.guest("uname -r").strip()
+
+    def meminfo(self) -> dict[str, int]:
+        """/proc/meminfo as the workload sees it."""
+        return parse_meminfo(self.guest("cat /proc/meminfo"))
+
+    # -- events (QMP events for a VM, engine events for a container)
+    def on_event(self, callback: Callable[[dict], None]) -> Callable[[], None]:
+        """Call `callback(event)` for each event; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _emit(self, event: dict) -> None:
+        event.setdefault("time", time.monotonic())
+        with self._events_cond:
+            self._events.append(event)
+            self._events_cond.notify_all()
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception:  # a broken widget callback must not break the workload
+                pass
+
+    def events(self) -> list[dict]:
+        """Every event seen so far (bounded)."""
+        return list(self._events)
+
+    def wait_event(self, name: str, timeout: float = 10.0, since: float = 0.0) -> dict | None:
+        """The first event called `name` after monotonic time `since`, waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._events_cond:
+            while True:
+                for event in self._events:
+                    if event.get("event") == name and event["time"] >= since:
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._events_cond.wait(remaining)
