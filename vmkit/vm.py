@@ -1,0 +1,985 @@
+"""`VM`: one QEMU guest, booted from vmkit's artifacts and steered over QMP.
+
+A VM is a `Workload` (see `workload`): `start()` blocks until the guest is ready and
+returns its `Trace`; `stop()` is always safe. Underneath:
+
+- QEMU starts paused (`-S`) with its QMP monitor and the guest agent's virtio-serial
+  port on unix sockets in a private 0700 runtime directory; its console is its stdout.
+- vmkit connects QMP (`qemu.qmp` on vmkit's background loop), issues `cont`, and watches
+  the console for the kernel and for `VMKIT-READY`; then the guest agent answers a
+  first request (its uptime, kernel release, memory) over virtio-serial.
+- Stopping follows QEMU's own `QEMUMachine`: ask the guest to power off, then QMP
+  `quit`, then SIGKILL, each with a bounded wait, and clean up in `finally`.
+- QEMU is spawned with PR_SET_PDEATHSIG, so it dies with the Python process even when
+  that process is SIGKILLed (a notebook kernel restarted mid-boot).
+
+Phases of a cold boot, in order: `spawned` (QEMU process exists), `qmp_ready` (QMP
+greeting and negotiation done), `resumed` (`cont` answered: the vCPU runs), `console`
+(first byte on the serial console), `kernel` (first kernel log line on the console;
+with `quiet` the kernel prints its buffered early lines once the serial console is
+registered), `ready` (`VMKIT-READY`: userland is up), `agent` (the agent answered).
+A restore from a snapshot has `spawned`, `qmp_ready`, `restored` (incoming migration
+loaded), `resumed`, `ready` (the agent answered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import hashlib
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import psutil
+
+from . import artifacts as artifacts_mod
+from . import background, paths, qemu
+from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
+from .qmp import QMPSession
+from .units import format_bytes, parse_cpus, parse_memory
+from .workload import Trace, Usage, Workload, parse_meminfo, process_usage
+
+MiB = 1 << 20
+#: The guest did not boot in 64 MiB; 96 MiB was enough (DESIGN.md).
+MIN_MEMORY = 96 * MiB
+#: The balloon may not squeeze the guest below this (its kernel and initramfs live in RAM).
+MIN_BALLOON = 64 * MiB
+ACCELERATORS = ("auto", "kvm", "tcg")
+SNAPSHOT_MAGIC = b"VMKIT-SNAPSHOT 1\n"
+SNAPSHOT_HEADER = 4096
+SNAPSHOT_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d+\]|^Linux version ")
+_ANSWER = re.compile(rb"VMKIT-BEGIN (\d+)\r?\n(.*?)VMKIT-END \1 (\d+)\r?\n", re.S)
+
+#: Korean labels for the phases, for widgets and the CLI.
+PHASE_LABELS = {
+    "spawned": "QEMU 프로세스 생성",
+    "qmp_ready": "QMP 연결",
+    "restored": "스냅샷 상태 적재",
+    "resumed": "vCPU 실행 시작",
+    "console": "첫 콘솔 출력",
+    "kernel": "첫 커널 메시지",
+    "ready": "게스트 준비 완료",
+    "agent": "게스트 에이전트 응답",
+}
+
+_live: "weakref.WeakSet[VM]" = weakref.WeakSet()
+
+
+@dataclass
+class VMUsage(Usage):
+    """`Usage` plus what only a VM has: its accelerator and its configured RAM."""
+
+    accel: str | None = None
+    accel_reason: str | None = None
+    guest_ram_bytes: int = 0
+
+
+class VM(Workload):
+    """A QEMU guest (see the module docstring).
+
+    memory: guest RAM ('256M', '1G', or MiB as a number); cpus: vCPUs; accel: 'auto'
+    (KVM when the probe found it usable, else TCG), 'kvm' (fail fast if unusable) or
+    'tcg'; name: unique among running VMs (default: a random one). kernel_args are
+    appended to the kernel command line; qemu_args to QEMU's (advanced; no shell).
+    """
+
+    kind = "vm"
+
+    def __init__(self, memory: str | int = "256M", cpus: int = 1, accel: str = "auto",
+                 name: str | None = None, *, artifacts: artifacts_mod.Artifacts | None = None,
+                 kernel_args: str = "", qemu_args: Sequence[str] = ()):
+        super().__init__(name=_check_name(name) if name is not None else f"vm-{secrets.token_hex(4)}")
+        self.memory_bytes = parse_memory(memory, minimum=MIN_MEMORY)
+        self.memory_mib = -(-self.memory_bytes // MiB)
+        self.cpus = parse_cpus(cpus)
+        self.accel_request = _check_accel(accel)
+        self.accel: str | None = None
+        self.accel_reason: str | None = None
+        if "\n" in str(kernel_args):
+            raise InvalidInput("커널 인자(kernel_args)에는 줄바꿈을 넣을 수 없습니다.")
+        self.kernel_args = str(kernel_args).strip()
+        self.qemu_args = tuple(str(arg) for arg in qemu_args)
+        self.artifacts = artifacts
+        self.proc: subprocess.Popen | None = None
+        self.runtime_dir: Path | None = None
+        self.last_stop: dict[str, Any] = {}
+        self.last_rc: int | None = None
+        self._qmp: QMPSession | None = None
+        self._agent: socket.socket | None = None
+        self._agent_buf = bytearray()
+        self._agent_eof = False
+        self._agent_cond = threading.Condition()
+        self._agent_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._stderr: deque = deque(maxlen=200)
+        self._console_cond = threading.Condition()
+        self._console_eof = False
+        self._console_listeners: list[Callable[[str], None]] = []
+        self._threads: list[threading.Thread] = []
+        self._dispatch: ThreadPoolExecutor | None = None
+        self._stop_lock = threading.RLock()
+        self._paused = False
+        self._ready = False
+        self._graceful = True
+        self._snapshot_path: Path | None = None
+        self._snapshot_stamp: dict | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<VM {self.name} {format_bytes(self.memory_bytes)} cpus={self.cpus} "
+                f"accel={self.accel or self.accel_request} {state}>")
+
+    # ------------------------------------------------------------ properties
+    @property
+    def pid(self) -> int | None:
+        """QEMU's process id while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether this VM's QEMU process is alive."""
+        return self.pid is not None
+
+    @property
+    def qmp_socket(self) -> Path | None:
+        return self.runtime_dir / "qmp.sock" if self.runtime_dir else None
+
+    def console_log(self) -> str:
+        """The last console lines (bounded), as one text."""
+        return "\n".join(self.trace.console) if self.trace else ""
+
+    def on_console(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(line)` for each console line; returns an unsubscribe function."""
+        self._console_listeners.append(callback)
+        return lambda: (self._console_listeners.remove(callback)
+                        if callback in self._console_listeners else None)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 60.0,
+              on_phase: Callable[[str, float], None] | None = None) -> Trace:
+        """Boot (or restore) and block until the guest is ready; returns the Trace."""
+        if self.running:
+            raise WorkloadError(f"VM '{self.name}'은(는) 이미 실행 중입니다.")
+        return super().start(timeout, on_phase)
+
+    def _start(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        trace = self.trace
+        self._ready = self._paused = False
+        self._console_eof = self._agent_eof = False
+        self._agent_buf.clear()
+        self._stderr.clear()
+        # Preflight: everything that can be refused is refused before QEMU starts.
+        binary = qemu.qemu_binary()
+        arts = self.artifacts or artifacts_mod.require()
+        self.accel, self.accel_reason = self._resolve_accel()
+        trace.accel, trace.accel_reason = self.accel, self.accel_reason
+        if self._snapshot_stamp is not None:
+            _check_stamp(self._snapshot_stamp, self._stamp(arts, binary), self._snapshot_path)
+        cleanup_stale()
+        self.runtime_dir = _new_runtime_dir(self.name)
+        incoming_fd = None
+        if self._snapshot_path is not None:
+            incoming_fd = os.open(self._snapshot_path, os.O_RDONLY | os.O_CLOEXEC)
+            os.lseek(incoming_fd, SNAPSHOT_HEADER, os.SEEK_SET)
+        argv = self._argv(arts, incoming=f"fd:{incoming_fd}" if incoming_fd is not None else None)
+        self._dispatch = ThreadPoolExecutor(1, thread_name_prefix=f"vmkit-{self.name}-events")
+        trace.origin = time.monotonic()
+        try:
+            self.proc = background.spawn(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                bufsize=0, cwd=str(self.runtime_dir),
+                pass_fds=(incoming_fd,) if incoming_fd is not None else ())
+        finally:
+            if incoming_fd is not None:
+                os.close(incoming_fd)
+        trace.mark("spawned")
+        _live.add(self)
+        _write_owner(self.runtime_dir, self.name, self.proc.pid)
+        self._threads = [
+            threading.Thread(target=self._read_console, args=(self.proc, trace),
+                             name=f"vmkit-{self.name}-console", daemon=True),
+            threading.Thread(target=self._read_stderr, args=(self.proc,),
+                             name=f"vmkit-{self.name}-stderr", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            self._boot(trace, deadline, timeout)
+        except WorkloadTimeout:
+            raise
+        except WorkloadError as exc:
+            if self.proc.poll() is not None:
+                raise self._died_error() from exc
+            raise
+
+    def _boot(self, trace: Trace, deadline: float, timeout: float) -> None:
+        proc = self.proc
+        self._qmp = QMPSession(f"vmkit-{self.name}", on_event=self._on_qmp_event)
+        self._qmp.connect(self.runtime_dir / "qmp.sock", deadline, alive=lambda: proc.poll() is None)
+        trace.mark("qmp_ready")
+        self._connect_agent(deadline)
+        restoring = self._snapshot_path is not None
+        if restoring:
+            self._wait_incoming(deadline)
+            trace.mark("restored")
+        self._qmp.execute("cont")
+        trace.mark("resumed")
+        if not restoring:
+            self._wait_marker(deadline, timeout)
+        info = self._handshake(deadline, timeout)
+        self._ready = True
+        trace.mark("ready" if restoring else "agent")
+        trace.guest.update(info)
+        if restoring:
+            trace.guest["restored_from"] = str(self._snapshot_path)
+            trace.guest["uptime_at_snapshot_s"] = self._snapshot_stamp.get("guest_uptime_s")
+
+    def _argv(self, arts: artifacts_mod.Artifacts, incoming: str | None = None,
+              runtime_dir: Path | None = None) -> list[str]:
+        rundir = runtime_dir or self.runtime_dir
+        machine = qemu.Machine(memory_mib=self.memory_mib, cpus=self.cpus, accel=self.accel)
+        argv = qemu.argv(machine, arts, qmp_socket=rundir / "qmp.sock",
+                         agent_socket=rundir / "agent.sock", paused=True, incoming=incoming,
+                         extra_append=self.kernel_args)
+        # Thread names ("CPU 0/TCG") make the vCPU threads visible in `top -H`.
+        return argv + ["-name", f"{self.name},debug-threads=on", *self.qemu_args]
+
+    def _resolve_accel(self) -> tuple[str, str]:
+        if self.accel_request == "tcg":
+            return "tcg", "요청대로 TCG(소프트웨어 에뮬레이션)를 씁니다."
+        usable, reason = kvm_status()
+        if self.accel_request == "kvm":
+            if not usable:
+                raise MissingComponent(
+                    f"KVM 가속(accelerator)을 쓸 수 없습니다: {reason}",
+                    "accel='tcg'(느린 소프트웨어 에뮬레이션)나 accel='auto'로 부팅하세요.")
+            return "kvm", reason
+        if usable:
+            return "kvm", f"KVM을 쓸 수 있어 KVM으로 가속합니다: {reason}"
+        return "tcg", f"KVM을 쓸 수 없어 TCG(소프트웨어 에뮬레이션)로 대신합니다: {reason}"
+
+    def stop(self, graceful: bool = True) -> None:
+        """Shut the guest down (power off, then QMP quit, then kill) and clean up.
+
+        Safe to call at any time, repeatedly. graceful=False skips the guest power-off.
+        """
+        self._graceful = graceful
+        super().stop()
+
+    def _stop(self) -> None:
+        with self._stop_lock:
+            proc = self.proc
+            if proc is None:
+                self._remove_runtime_dir()
+                return
+            started = time.monotonic()
+            method = "exited"
+            shutdown_event = False
+            try:
+                if proc.poll() is None:
+                    since = started
+                    method = self._shutdown(proc)
+                    shutdown_event = self.wait_event("SHUTDOWN", 0.2, since=since) is not None
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    method = "kill"
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+                if self._qmp is not None:
+                    self._qmp.close()
+                    self._qmp = None
+                if self._agent is not None:
+                    try:
+                        self._agent.close()
+                    except OSError:
+                        pass
+                    self._agent = None
+                with self._agent_cond:
+                    self._agent_eof = True
+                    self._agent_cond.notify_all()
+                for thread in self._threads:
+                    if thread is not threading.current_thread():
+                        thread.join(2)
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    try:
+                        stream and stream.close()
+                    except OSError:
+                        pass
+                if self._dispatch is not None:
+                    self._dispatch.shutdown(wait=False)
+                self.last_stop = {"method": method, "seconds": time.monotonic() - started,
+                                  "shutdown_event": shutdown_event,
+                                  "returncode": proc.returncode}
+                self._ready = False
+                self.proc = None
+                _live.discard(self)
+                self._remove_runtime_dir()
+
+    def _shutdown(self, proc: subprocess.Popen) -> str:
+        """Power off from inside the guest, else QMP quit; returns how it ended."""
+        if self._graceful and self._ready and not self._paused and self._agent is not None:
+            try:
+                self._agent.sendall(f"\n{next(self._ids)} poweroff\n".encode())
+                proc.wait(3.0)
+                return "guest-poweroff"
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self._qmp is not None and self._qmp.connected:
+            try:
+                self._qmp.execute("quit", timeout=2.0)
+            except WorkloadError:
+                pass
+            try:
+                proc.wait(2.0)
+                return "quit"
+            except subprocess.TimeoutExpired:
+                pass
+        proc.kill()
+        return "kill"
+
+    def _remove_runtime_dir(self) -> None:
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self.runtime_dir = None
+
+    # ------------------------------------------------------------ console and stderr
+    def _read_console(self, proc: subprocess.Popen, trace: Trace) -> None:
+        fd = proc.stdout.fileno()
+        partial = b""
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            now = time.monotonic()
+            trace.mark("console", now)
+            partial += data
+            *lines, partial = partial.split(b"\n")
+            if len(partial) > 4096:
+                lines.append(partial)
+                partial = b""
+            for raw in lines:
+                self._console_line(raw, now, trace)
+            if qemu.READY_MARKER.encode() in partial:
+                trace.mark("ready", now)
+        if partial:
+            self._console_line(partial, time.monotonic(), trace)
+        with self._console_cond:
+            self._console_eof = True
+            self._console_cond.notify_all()
+
+    def _console_line(self, raw: bytes, now: float, trace: Trace) -> None:
+        raw = raw.rstrip(b"\r")
+        if _KERNEL_LINE.match(raw):
+            trace.mark("kernel", now)
+        line = raw.decode("utf-8", "replace")
+        trace.console.append(line)
+        if qemu.READY_MARKER in line:
+            with self._console_cond:
+                trace.mark("ready", now)
+                self._console_cond.notify_all()
+        for callback in list(self._console_listeners):
+            try:
+                callback(line)
+            except Exception:
+                pass
+
+    def _read_stderr(self, proc: subprocess.Popen) -> None:
+        for raw in iter(proc.stderr.readline, b""):
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+
+    def _wait_marker(self, deadline: float, timeout: float) -> None:
+        trace = self.trace
+        with self._console_cond:
+            while "ready" not in trace.phases:
+                if self._console_eof or self.proc.poll() is not None:
+                    raise self._died_error()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkloadTimeout(
+                        f"게스트(guest)가 {timeout:g}초 안에 준비(ready)되지 않았습니다: "
+                        f"콘솔(console)에 {qemu.READY_MARKER}가 나오지 않았습니다.",
+                        "커널 인자(kernel_args)나 메모리 크기를 확인하세요. 마지막 콘솔 출력을 보세요.",
+                        log=self._last_console())
+                self._console_cond.wait(min(remaining, 0.1))
+
+    def _last_console(self, lines: int = 25) -> str:
+        return "\n".join(list(self.trace.console)[-lines:]) if self.trace else ""
+
+    def _died_error(self) -> WorkloadError:
+        proc = self.proc
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        for thread in self._threads:
+            thread.join(1)
+        stderr = "\n".join(self._stderr)
+        log = ""
+        if stderr:
+            log += f"[QEMU stderr]\n{stderr}\n"
+        console = self._last_console()
+        if console:
+            log += f"[콘솔(console)]\n{console}"
+        return WorkloadError(
+            f"QEMU가 종료되었습니다 (종료 코드 exit code {proc.returncode}).",
+            "아래 QEMU 오류 출력(stderr)과 콘솔 출력을 확인하세요.", log=log.strip())
+
+    # ------------------------------------------------------------ guest agent
+    def _connect_agent(self, deadline: float) -> None:
+        path = str(self.runtime_dir / "agent.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() >= deadline or self.proc.poll() is not None:
+                    sock.close()
+                    raise WorkloadError("게스트 에이전트(agent) 소켓에 연결하지 못했습니다.")
+                time.sleep(0.005)
+        self._agent = sock
+        thread = threading.Thread(target=self._read_agent, args=(sock,),
+                                  name=f"vmkit-{self.name}-agent", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _read_agent(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            with self._agent_cond:
+                if not data:
+                    self._agent_eof = True
+                    self._agent_cond.notify_all()
+                    return
+                self._agent_buf += data
+                self._agent_cond.notify_all()
+
+    def _request(self, command: str, timeout: float, retry: bool = False) -> tuple[int, str]:
+        """Send one request to the agent and wait for its answer: (exit status, output).
+
+        retry=True resends (new id, growing interval) until answered: the agent opens its
+        port just after printing VMKIT-READY, and virtio-serial drops what arrives earlier.
+        """
+        if self._agent is None:
+            raise WorkloadError(f"VM '{self.name}'이(가) 실행 중이 아닙니다.", "먼저 start() 하세요.")
+        if "\n" in command:
+            encoded = base64.b64encode(command.encode()).decode()
+            command = f"echo {encoded} | base64 -d | sh"
+        deadline = time.monotonic() + timeout
+        interval = 0.05
+        with self._agent_lock:
+            wanted: set[bytes] = set()
+            while True:
+                rid = str(next(self._ids)).encode()
+                wanted.add(rid)
+                try:
+                    self._agent.sendall(b"\n" + rid + b" " + command.encode() + b"\n")
+                except OSError:
+                    raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다.") from None
+                resend_at = time.monotonic() + interval if retry else deadline
+                interval = min(interval * 2, 1.0)
+                with self._agent_cond:
+                    while True:
+                        found = [(m.end(), int(m.group(3)), m.group(2))
+                                 for m in _ANSWER.finditer(self._agent_buf) if m.group(1) in wanted]
+                        if found:
+                            end, rc, out = found[0]
+                            del self._agent_buf[:end]
+                            return rc, out.decode("utf-8", "replace")
+                        if self._agent_eof or (self.proc is not None and self.proc.poll() is not None):
+                            raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
+                        now = time.monotonic()
+                        if now >= deadline:
+                            raise WorkloadTimeout(
+                                f"게스트 명령(command) {command!r}이(가) {timeout:g}초 안에 끝나지 않았습니다.")
+                        if now >= resend_at:
+                            break
+                        self._agent_cond.wait(min(deadline, resend_at) - now)
+
+    def _handshake(self, deadline: float, timeout: float) -> dict[str, Any]:
+        remaining = max(deadline - time.monotonic(), 0.5)
+        try:
+            _, out = self._request("cat /proc/uptime; uname -r; cat /proc/meminfo", remaining,
+                                   retry=True)
+        except WorkloadTimeout:
+            raise WorkloadTimeout(
+                f"게스트(guest)의 에이전트(agent)가 {timeout:g}초 안에 응답하지 않았습니다.",
+                log=self._last_console()) from None
+        lines = out.splitlines()
+        mem = parse_meminfo("\n".join(lines[2:]))
+        return {"uptime_s": float(lines[0].split()[0]), "kernel": lines[1].strip(),
+                "mem_total_bytes": mem.get("MemTotal"),
+                "mem_available_bytes": mem.get("MemAvailable")}
+
+    def guest(self, command: str, timeout: float = 10.0, check: bool = False) -> str:
+        """Run a shell command in the guest (over virtio-serial) and return its output.
+
+        The exit status is kept in `last_rc`; check=True raises WorkloadError if it is not 0.
+        """
+        if self._paused:
+            raise WorkloadError(f"VM '{self.name}'이(가) 일시 정지(paused) 상태라 명령을 실행할 수 없습니다.",
+                                "resume()으로 다시 실행하세요.")
+        rc, out = self._request(command, timeout)
+        self.last_rc = rc
+        if check and rc != 0:
+            raise WorkloadError(f"게스트 명령(command) {command!r}이(가) 종료 코드 {rc}로 실패했습니다.", log=out)
+        return out
+
+    # ------------------------------------------------------------ QMP
+    def _require_qmp(self) -> QMPSession:
+        if self._qmp is None or not self.running:
+            raise WorkloadError(f"VM '{self.name}'이(가) 실행 중이 아닙니다.", "먼저 start() 하세요.")
+        return self._qmp
+
+    def qmp(self, command: str, arguments: dict | None = None, **kwargs) -> Any:
+        """Run a raw QMP command, e.g. `vm.qmp("query-status")`; returns its `return` value.
+
+        Keyword names get '-' for '_' (`thread_id` → `thread-id`); pass `arguments` for exact names.
+        """
+        args = {key.replace("_", "-"): value for key, value in kwargs.items()}
+        args.update(arguments or {})
+        return self._require_qmp().execute(command, args, timeout=30.0)
+
+    async def qmp_async(self, command: str, arguments: dict | None = None, **kwargs) -> Any:
+        """`qmp` for callers awaiting on their own event loop."""
+        args = {key.replace("_", "-"): value for key, value in kwargs.items()}
+        args.update(arguments or {})
+        return await self._require_qmp().execute_async(command, args)
+
+    def _on_qmp_event(self, event: dict) -> None:
+        """On the loop thread: update state now, hand the event to listeners on our thread."""
+        name = event.get("event")
+        if name == "STOP":
+            self._paused = True
+        elif name == "RESUME":
+            self._paused = False
+        dispatch = self._dispatch
+        if dispatch is not None:
+            try:
+                dispatch.submit(self._emit, event)
+            except RuntimeError:  # shut down while stopping
+                pass
+
+    def iter_events(self, timeout: float | None = None,
+                    names: Sequence[str] | None = None) -> Iterator[dict]:
+        """Yield QMP events as they arrive, until `timeout` seconds pass without one."""
+        import queue
+
+        inbox: queue.Queue = queue.Queue()
+        unsubscribe = self.on_event(inbox.put)
+        try:
+            while True:
+                try:
+                    event = inbox.get(timeout=timeout)
+                except queue.Empty:
+                    return
+                if names is None or event.get("event") in names:
+                    yield event
+        finally:
+            unsubscribe()
+
+    def status(self) -> str:
+        """QEMU's run state: 'running', 'paused', 'postmigrate', ... (query-status)."""
+        return self.qmp("query-status")["status"]
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """Stop the vCPUs (QMP `stop`); returns once the STOP event arrived."""
+        since = time.monotonic()
+        if self.status() == "running":
+            self.qmp("stop")
+            if self.wait_event("STOP", timeout, since=since) is None:
+                raise WorkloadTimeout("STOP 이벤트(event)가 오지 않았습니다.")
+
+    def resume(self, timeout: float = 5.0) -> None:
+        """Run the vCPUs again (QMP `cont`); returns once the RESUME event arrived."""
+        since = time.monotonic()
+        if self.status() != "running":
+            self.qmp("cont")
+            if self.wait_event("RESUME", timeout, since=since) is None:
+                raise WorkloadTimeout("RESUME 이벤트(event)가 오지 않았습니다.")
+
+    def memory(self) -> dict[str, int]:
+        """Guest RAM as QEMU sees it: base size and the balloon's current size."""
+        summary = self.qmp("query-memory-size-summary")
+        balloon = self.qmp("query-balloon")
+        return {"base_bytes": summary["base-memory"],
+                "plugged_bytes": summary.get("plugged-memory", 0),
+                "balloon_actual_bytes": balloon["actual"]}
+
+    def vcpus(self) -> list[dict[str, Any]]:
+        """Each vCPU and the host thread that runs it, with that thread's CPU seconds.
+
+        The hypervisor schedules vCPUs as ordinary host threads. Under single-threaded
+        TCG all vCPUs share one host thread.
+        """
+        cpus = self.qmp("query-cpus-fast")
+        threads = {t["tid"]: t for t in self.host_threads()}
+        result = []
+        for cpu in cpus:
+            thread = threads.get(cpu.get("thread-id"), {})
+            result.append({"index": cpu.get("cpu-index"), "thread_id": cpu.get("thread-id"),
+                           "thread_name": thread.get("name"), "user_s": thread.get("user_s"),
+                           "system_s": thread.get("system_s")})
+        return result
+
+    def host_threads(self) -> list[dict[str, Any]]:
+        """QEMU's host threads: id, name (e.g. 'CPU 0/TCG'), CPU seconds."""
+        pid = self.pid
+        if pid is None:
+            return []
+        result = []
+        try:
+            for thread in psutil.Process(pid).threads():
+                try:
+                    name = Path(f"/proc/{pid}/task/{thread.id}/comm").read_text().strip()
+                except OSError:
+                    name = ""
+                result.append({"tid": thread.id, "name": name, "user_s": thread.user_time,
+                               "system_s": thread.system_time})
+        except psutil.Error:
+            pass
+        return result
+
+    def balloon(self, target: str | int, wait: bool = True, timeout: float = 20.0) -> dict[str, Any]:
+        """Move guest RAM back to the host with virtio-balloon: shrink the guest to `target`.
+
+        Returns the target, the size reached and how long it took. A larger target gives
+        memory back to the guest (up to its configured size).
+        """
+        size = parse_memory(target, minimum=MIN_BALLOON, what="풍선(balloon) 목표 메모리")
+        if size > self.memory_bytes:
+            raise InvalidInput(
+                f"풍선(balloon) 목표 {format_bytes(size)}는 이 VM의 메모리 "
+                f"{format_bytes(self.memory_bytes)}보다 클 수 없습니다.")
+        started = time.monotonic()
+        self.qmp("balloon", value=size)
+        actual = self.qmp("query-balloon")["actual"]
+        while wait and not self._paused and abs(actual - size) >= MiB \
+                and time.monotonic() - started < timeout:
+            time.sleep(0.05)
+            actual = self.qmp("query-balloon")["actual"]
+        return {"target_bytes": size, "actual_bytes": actual,
+                "reached": abs(actual - size) < MiB, "seconds": time.monotonic() - started}
+
+    # ------------------------------------------------------------ measuring
+    def usage(self) -> VMUsage:
+        """Host cost of the QEMU process (RSS, PSS, CPU) and the guest's own memory view."""
+        pid = self.pid
+        base = process_usage([pid] if pid else [])
+        usage = VMUsage(**base.to_dict(), accel=self.accel, accel_reason=self.accel_reason,
+                        guest_ram_bytes=self.memory_bytes)
+        if pid and self._ready and not self._paused:
+            try:
+                mem = self.meminfo()
+                usage.guest_mem_total_bytes = mem.get("MemTotal")
+                usage.guest_mem_available_bytes = mem.get("MemAvailable")
+            except WorkloadError:
+                pass
+        return usage
+
+    # ------------------------------------------------------------ snapshot and restore
+    def snapshot(self, path: str | os.PathLike, resume: bool = True,
+                 timeout: float = 60.0) -> dict[str, Any]:
+        """Save the whole running guest to `path` (pause, QMP migrate to a file).
+
+        The file starts with a compatibility stamp (artifacts, QEMU version, options),
+        then QEMU's migration stream. resume=True lets this VM run on afterwards.
+        Returns the path, its size in bytes and the seconds it took.
+        """
+        qmp_session = self._require_qmp()
+        path = Path(path)
+        arts = self.artifacts or artifacts_mod.require()
+        was_running = self.status() == "running"
+        stamp = self._stamp(arts, qemu.qemu_binary())
+        stamp["name"] = self.name
+        stamp["created"] = time.time()
+        if was_running and self._ready:
+            try:
+                stamp["guest_uptime_s"] = float(self.guest("cat /proc/uptime", 5).split()[0])
+            except (WorkloadError, ValueError, IndexError):
+                pass
+        started = time.monotonic()
+        if was_running:
+            self.pause()
+        partial = path.with_name(path.name + ".partial")
+        header = SNAPSHOT_MAGIC + json.dumps(stamp).encode() + b"\n"
+        if len(header) > SNAPSHOT_HEADER:
+            raise WorkloadError("스냅샷 헤더(header)가 너무 큽니다 (qemu_args가 너무 깁니다).")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, header.ljust(SNAPSHOT_HEADER, b"\0"))
+            fdname = f"snapshot{next(self._ids)}"
+            qmp_session.send_fd(fd, fdname)
+            self.qmp("migrate-set-parameters", max_bandwidth=1 << 40)
+            self.qmp("migrate", uri=f"fd:{fdname}")
+            self._wait_migration(timeout)
+        except BaseException:
+            try:
+                self.qmp("migrate_cancel")
+            except WorkloadError:
+                pass
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+        seconds = time.monotonic() - started
+        if was_running and resume:
+            self.resume()
+        return {"path": str(path), "bytes": path.stat().st_size, "seconds": seconds,
+                "guest_uptime_s": stamp.get("guest_uptime_s")}
+
+    def _wait_migration(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.qmp("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise WorkloadError(f"스냅샷(snapshot) 저장이 실패했습니다: {info.get('error-desc', status)}")
+            if time.monotonic() >= deadline:
+                raise WorkloadTimeout(f"스냅샷(snapshot) 저장이 {timeout:g}초 안에 끝나지 않았습니다.")
+            time.sleep(0.01)
+
+    def _wait_incoming(self, deadline: float) -> None:
+        while self._qmp.execute("query-status")["status"] == "inmigrate":
+            if self.proc.poll() is not None:
+                raise self._died_error()
+            if time.monotonic() >= deadline:
+                raise WorkloadTimeout("스냅샷(snapshot) 적재(load)가 제때 끝나지 않았습니다.",
+                                      log="\n".join(self._stderr))
+            time.sleep(0.005)
+        if self.proc.poll() is not None:
+            raise self._died_error()
+
+    def _stamp(self, arts: artifacts_mod.Artifacts, binary: str) -> dict[str, Any]:
+        """What must match between a snapshot and the QEMU that restores it."""
+        argv = self._argv(arts, runtime_dir=Path("/RUNTIME"))
+        argv[0] = "qemu-system-x86_64"
+        argv = [arg.replace(str(arts.root), "/ARTIFACTS") for arg in argv]
+        argv = [arg.replace(f"{self.name},debug-threads", "NAME,debug-threads") for arg in argv]
+        digest = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
+        return {"format": SNAPSHOT_FORMAT, "artifacts": arts.version,
+                "kernel_release": arts.kernel_release, "qemu_version": qemu.qemu_version(binary),
+                "memory_mib": self.memory_mib, "cpus": self.cpus, "accel": self.accel,
+                "kernel_args": self.kernel_args, "qemu_args": list(self.qemu_args),
+                "options": digest}
+
+    @classmethod
+    def from_snapshot(cls, path: str | os.PathLike, *, name: str | None = None,
+                      artifacts: artifacts_mod.Artifacts | None = None) -> "VM":
+        """A VM that `start()` will restore from `path` instead of booting (not started yet)."""
+        stamp = read_snapshot_stamp(path)
+        vm = cls(memory=stamp["memory_mib"], cpus=stamp["cpus"], accel=stamp["accel"],
+                 name=name, artifacts=artifacts, kernel_args=stamp.get("kernel_args", ""),
+                 qemu_args=stamp.get("qemu_args", ()))
+        vm._snapshot_path = Path(path).resolve()
+        vm._snapshot_stamp = stamp
+        return vm
+
+    @classmethod
+    def restore(cls, path: str | os.PathLike, *, name: str | None = None, timeout: float = 60.0,
+                on_phase: Callable[[str, float], None] | None = None,
+                artifacts: artifacts_mod.Artifacts | None = None) -> "VM":
+        """Start a new QEMU from a snapshot (`-incoming`) and resume it; returns the VM.
+
+        Its `trace` is the restore's: its `ready` point is the guest agent answering.
+        """
+        vm = cls.from_snapshot(path, name=name, artifacts=artifacts)
+        vm.start(timeout, on_phase)
+        return vm
+
+    # ------------------------------------------------------------ async variants
+    async def start_async(self, timeout: float = 60.0,
+                          on_phase: Callable[[str, float], None] | None = None) -> Trace:
+        """`start` without blocking the caller's event loop."""
+        return await asyncio.to_thread(self.start, timeout, on_phase)
+
+    async def stop_async(self, graceful: bool = True) -> None:
+        await asyncio.to_thread(self.stop, graceful)
+
+    async def guest_async(self, command: str, timeout: float = 10.0) -> str:
+        return await asyncio.to_thread(self.guest, command, timeout)
+
+
+# ---------------------------------------------------------------- checks
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            f"VM 이름(name) {name!r}은(는) 쓸 수 없습니다.",
+            "영문자·숫자로 시작하고 영문자, 숫자, '-', '_', '.'만 써서 32자까지 적어 주세요.")
+    return name
+
+
+def _check_accel(accel: str) -> str:
+    value = str(accel).strip().lower()
+    if value not in ACCELERATORS:
+        raise InvalidInput(
+            f"가속기(accelerator) {accel!r}는 알 수 없습니다.",
+            "'auto', 'kvm', 'tcg' 중 하나를 고르세요.")
+    return value
+
+
+def kvm_status() -> tuple[bool, str]:
+    """(usable, reason) from the host probe; never assumes KVM works without it."""
+    try:
+        from . import probe
+        status = probe.kvm_status
+    except (ImportError, AttributeError):
+        return False, "KVM 검사(probe)를 할 수 없어 KVM이 동작하는지 확인하지 못했습니다."
+    return status()
+
+
+def read_snapshot_stamp(path: str | os.PathLike) -> dict[str, Any]:
+    """The compatibility stamp at the start of a vmkit snapshot file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(SNAPSHOT_HEADER)
+    except FileNotFoundError:
+        raise InvalidInput(f"스냅샷 파일(snapshot file) '{path}'이(가) 없습니다.") from None
+    except OSError as exc:
+        raise InvalidInput(f"스냅샷 파일(snapshot file) '{path}'을(를) 읽을 수 없습니다: {exc.strerror}") from None
+    if not head.startswith(SNAPSHOT_MAGIC):
+        raise InvalidInput(f"'{path}'은(는) vmkit 스냅샷(snapshot) 파일이 아닙니다.",
+                           "vm.snapshot(path)로 만든 파일을 주세요.")
+    try:
+        stamp = json.loads(head[len(SNAPSHOT_MAGIC):].split(b"\n", 1)[0])
+        if stamp.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError
+        int(stamp["memory_mib"]), int(stamp["cpus"]), str(stamp["accel"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidInput(f"스냅샷(snapshot) '{path}'의 헤더(header)가 손상되었거나 다른 형식입니다.") from None
+    return stamp
+
+
+def _check_stamp(saved: dict, current: dict, path: Path | None) -> None:
+    """Refuse a snapshot whose artifacts, QEMU or options differ from this restore's."""
+    checks = [
+        ("artifacts", "게스트 아티팩트(artifacts: 커널·initramfs)", "같은 아티팩트로 새로 부팅해서 스냅샷을 다시 만드세요."),
+        ("qemu_version", "QEMU 버전(version)", "스냅샷을 만든 것과 같은 QEMU로 복원하세요."),
+        ("options", "QEMU 옵션(options: 머신·장치·커널 인자)", "같은 vmkit과 같은 설정으로 스냅샷을 다시 만드세요."),
+    ]
+    for key, what, hint in checks:
+        if saved.get(key) != current.get(key):
+            raise InvalidInput(
+                f"스냅샷(snapshot) '{path}'은(는) 다른 {what}로 만들어져 복원(restore)할 수 없습니다: "
+                f"스냅샷 {saved.get(key)!r} ≠ 지금 {current.get(key)!r}", hint)
+
+
+# ---------------------------------------------------------------- runtime directories
+
+def runtime_root() -> Path:
+    """Where each running VM keeps its sockets (0700): `state_dir()/run`.
+
+    Unix socket paths are limited to about 100 bytes, so a long state dir falls back
+    to a private directory under /tmp.
+    """
+    root = paths.state_dir() / "run"
+    if len(str(root)) > 60:
+        root = Path(tempfile.gettempdir()) / f"vmkit-{os.getuid()}" / "run"
+        paths.private_dir(root.parent)
+    return paths.private_dir(root)
+
+
+def _new_runtime_dir(name: str) -> Path:
+    path = runtime_root() / name
+    for _ in range(2):
+        try:
+            path.mkdir(mode=0o700)
+            path.chmod(0o700)
+            return path
+        except FileExistsError:
+            if _owner_alive(path):
+                raise InvalidInput(f"이름(name)이 '{name}'인 VM이 이미 실행 중입니다.",
+                                   "다른 이름을 주거나 name을 비워 두세요.") from None
+            shutil.rmtree(path, ignore_errors=True)
+    raise WorkloadError(f"실행 디렉터리(runtime dir) {path}를 만들 수 없습니다.")
+
+
+def _write_owner(path: Path, name: str, qemu_pid: int) -> None:
+    me = psutil.Process()
+    (path / "owner.json").write_text(json.dumps(
+        {"name": name, "pid": me.pid, "pid_start": me.create_time(), "qemu_pid": qemu_pid}))
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        owner = json.loads((path / "owner.json").read_text())
+    except (OSError, ValueError):
+        # Being created right now, or left half-made long ago.
+        try:
+            return time.time() - path.stat().st_mtime < 60
+        except OSError:
+            return False
+    try:
+        return abs(psutil.Process(owner["pid"]).create_time() - owner["pid_start"]) < 1.0
+    except (psutil.Error, KeyError, TypeError):
+        return False
+
+
+def cleanup_stale() -> list[str]:
+    """Remove runtime dirs whose owning Python process is gone (and any QEMU left in them).
+
+    Returns the names of the VMs cleaned up. Running VMs of live processes are untouched.
+    """
+    removed = []
+    root = runtime_root()
+    for path in root.iterdir():
+        if not path.is_dir() or _owner_alive(path):
+            continue
+        try:
+            qemu_pid = json.loads((path / "owner.json").read_text()).get("qemu_pid")
+            proc = psutil.Process(qemu_pid)
+            if any(str(path) in arg for arg in proc.cmdline()):
+                proc.kill()
+                proc.wait(5)
+        except (OSError, ValueError, TypeError, psutil.Error):
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def running() -> list[VM]:
+    """The VMs this Python process is running now."""
+    return [vm for vm in list(_live) if vm.running]
+
+
+@atexit.register
+def _stop_all() -> None:
+    for vm in list(_live):
+        try:
+            vm.stop(graceful=False)
+        except Exception:
+            pass
