@@ -245,10 +245,11 @@ class VM(Workload):
         trace.mark("resumed")
         if not restoring:
             self._wait_marker(deadline, timeout)
-        info = self._handshake(deadline, timeout)
+        uptime = self._handshake(deadline, timeout)
         self._ready = True
         trace.mark("ready" if restoring else "agent")
-        trace.guest.update(info)
+        trace.guest["uptime_s"] = uptime
+        trace.guest.update(self._guest_info(max(deadline - time.monotonic(), 5.0)))
         if restoring:
             trace.guest["restored_from"] = str(self._snapshot_path)
             trace.guest["uptime_at_snapshot_s"] = self._snapshot_stamp.get("guest_uptime_s")
@@ -376,29 +377,31 @@ class VM(Workload):
             if not data:
                 break
             now = time.monotonic()
-            trace.mark("console", now)
+            booting = "ready" not in trace.phases and self._snapshot_path is None
+            if booting:
+                trace.mark("console", now)
             partial += data
             *lines, partial = partial.split(b"\n")
             if len(partial) > 4096:
                 lines.append(partial)
                 partial = b""
             for raw in lines:
-                self._console_line(raw, now, trace)
-            if qemu.READY_MARKER.encode() in partial:
+                self._console_line(raw, now, trace, booting)
+            if booting and qemu.READY_MARKER.encode() in partial:
                 trace.mark("ready", now)
         if partial:
-            self._console_line(partial, time.monotonic(), trace)
+            self._console_line(partial, time.monotonic(), trace, False)
         with self._console_cond:
             self._console_eof = True
             self._console_cond.notify_all()
 
-    def _console_line(self, raw: bytes, now: float, trace: Trace) -> None:
+    def _console_line(self, raw: bytes, now: float, trace: Trace, booting: bool) -> None:
         raw = raw.rstrip(b"\r")
-        if _KERNEL_LINE.match(raw):
+        if booting and _KERNEL_LINE.match(raw):
             trace.mark("kernel", now)
         line = raw.decode("utf-8", "replace")
         trace.console.append(line)
-        if qemu.READY_MARKER in line:
+        if booting and qemu.READY_MARKER in line:
             with self._console_cond:
                 trace.mark("ready", now)
                 self._console_cond.notify_all()
@@ -494,7 +497,7 @@ class VM(Workload):
             encoded = base64.b64encode(command.encode()).decode()
             command = f"echo {encoded} | base64 -d | sh"
         deadline = time.monotonic() + timeout
-        interval = 0.05
+        interval = 0.025
         with self._agent_lock:
             wanted: set[bytes] = set()
             while True:
@@ -516,6 +519,8 @@ class VM(Workload):
                             return rc, out.decode("utf-8", "replace")
                         if self._agent_eof or (self.proc is not None and self.proc.poll() is not None):
                             raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
+                        if retry and any(b"VMKIT-BEGIN " + i + b"\n" in self._agent_buf for i in wanted):
+                            resend_at = deadline  # received; the guest is working on it
                         now = time.monotonic()
                         if now >= deadline:
                             raise WorkloadTimeout(
@@ -524,18 +529,23 @@ class VM(Workload):
                             break
                         self._agent_cond.wait(min(deadline, resend_at) - now)
 
-    def _handshake(self, deadline: float, timeout: float) -> dict[str, Any]:
+    def _handshake(self, deadline: float, timeout: float) -> float:
+        """The first answer on the agent channel: the guest's uptime in seconds."""
         remaining = max(deadline - time.monotonic(), 0.5)
         try:
-            _, out = self._request("cat /proc/uptime; uname -r; cat /proc/meminfo", remaining,
-                                   retry=True)
-        except WorkloadTimeout:
+            _, out = self._request("cat /proc/uptime", remaining, retry=True)
+            return float(out.split()[0])
+        except (WorkloadTimeout, ValueError, IndexError):
             raise WorkloadTimeout(
                 f"게스트(guest)의 에이전트(agent)가 {timeout:g}초 안에 응답하지 않았습니다.",
                 log=self._last_console()) from None
+
+    def _guest_info(self, timeout: float) -> dict[str, Any]:
+        """What the guest reports about itself: kernel release and memory."""
+        _, out = self._request("uname -r; cat /proc/meminfo", timeout)
         lines = out.splitlines()
-        mem = parse_meminfo("\n".join(lines[2:]))
-        return {"uptime_s": float(lines[0].split()[0]), "kernel": lines[1].strip(),
+        mem = parse_meminfo("\n".join(lines[1:]))
+        return {"kernel": lines[0].strip() if lines else "",
                 "mem_total_bytes": mem.get("MemTotal"),
                 "mem_available_bytes": mem.get("MemAvailable")}
 
