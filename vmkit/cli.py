@@ -1,2 +1,153 @@
-def main():
-    pass
+"""The `vmkit` command: doctor, fetch, engine, and the workload commands.
+
+Every subcommand takes `--json` for scripts; human output is Korean. Errors vmkit raises
+on purpose (VmkitError) print as a Korean message and exit 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import import_module
+
+from . import __version__
+from .errors import VmkitError
+
+#: Modules that add their own subcommands through `add_parser(subparsers)`.
+SUBCOMMAND_MODULES = ()
+
+
+def emit_json(data) -> None:
+    """One JSON object on stdout (Korean kept readable)."""
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _mark(ok: bool | None) -> str:
+    return {True: "✔", False: "✘", None: "·"}[ok]
+
+
+def cmd_doctor(args) -> int:
+    from . import probe
+
+    report = probe.doctor(refresh=args.refresh)
+    if args.json:
+        emit_json(report)
+    else:
+        q, g, d = report["qemu"], report["guest"], report["docker"]
+        print("vmkit doctor — 이 호스트(host)에서 할 수 있는 일\n")
+        print(f" {_mark(q['usable'])} QEMU: {q['path'] or '-'} {q['version'] or ''}")
+        for name, st in report["accelerators"].items():
+            print(f" {_mark(st['usable'])} 가속기(accelerator) {name.upper()}: {st['reason']}")
+        print(f" {_mark(d['usable'])} 도커 엔진(Docker Engine): {d['reason']}"
+              + (f" [{d['endpoint']}]" if d["endpoint"] else ""))
+        print(f" {_mark(g['ready'])} 게스트(guest): {g['reason']}")
+        if g["ready"]:
+            print(f"     커널(kernel) {g['kernel_release']}, 이미지(image) {g['image']}"
+                  f" ({'엔진에 있음' if g['image_present'] else '엔진에 아직 없음'})")
+        print("\n" + ("준비 완료: VM(TCG)과 컨테이너를 모두 실행할 수 있습니다." if report["ok"]
+                      else "준비되지 않은 항목이 있습니다: 위의 ✘ 표시를 보세요."))
+    return 0 if report["ok"] else 1
+
+
+def cmd_fetch(args) -> int:
+    import time
+
+    from . import artifacts, engine
+
+    started = time.monotonic()
+    arts = artifacts.fetch(progress=not args.json and not args.quiet, force=args.force)
+    endpoint = engine.find()
+    image = None
+    if endpoint:
+        client = engine.client()
+        try:
+            image = engine.ensure_image(client, arts)
+        finally:
+            client.close()
+    result = {"version": arts.version, "root": str(arts.root), "kernel_release": arts.kernel_release,
+              "kernel_package": arts.kernel_package, "busybox_version": arts.busybox_version,
+              "modules": list(arts.modules), "sizes": arts.sizes(), "image": image,
+              "seconds": round(time.monotonic() - started, 3)}
+    if args.json:
+        emit_json(result)
+    elif not args.quiet:
+        print(f"게스트 아티팩트(guest artifacts) {arts.version}: {arts.root}")
+        for name, size in arts.sizes().items():
+            print(f"  {name:8s} {size / 2**20:7.1f} MiB")
+        print(f"  이미지(image): {image or '도커 엔진이 없어 나중에 가져옵니다 (vmkit engine start)'}")
+    return 0
+
+
+def cmd_engine(args) -> int:
+    from . import engine
+
+    if args.action == "start":
+        endpoint = engine.start()
+        data = {"endpoint": endpoint.url, "version": endpoint.version, "source": endpoint.source,
+                "private_pid": engine.private_pid()}
+        text = f"도커 엔진(Docker Engine) {endpoint.version}: {endpoint.url}"
+    elif args.action == "stop":
+        stopped = engine.stop()
+        data = {"stopped": stopped}
+        text = "vmkit 전용 엔진을 멈췄습니다." if stopped else "실행 중인 vmkit 전용 엔진이 없습니다."
+    elif args.action == "status":
+        data = engine.status()
+        text = (f"사용 가능: {data['endpoint']} ({data['version']}, {data['source']})"
+                if data["usable"] else "응답하는 도커 엔진(Docker Engine)이 없습니다.")
+    else:  # exec
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            raise VmkitError("`vmkit engine exec -- 명령`처럼 실행할 명령(command)을 주세요.")
+        return engine.run_with_engine(command)
+    if args.json:
+        emit_json(data)
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmkit", description="하이퍼바이저(hypervisor)와 컨테이너(container)를 나란히 실행하고 비교합니다.")
+    parser.add_argument("--version", action="version", version=f"vmkit {__version__}")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="명령")
+
+    p = sub.add_parser("doctor", help="이 호스트에서 할 수 있는 일을 점검합니다")
+    p.add_argument("--json", action="store_true", help="JSON으로 출력")
+    p.add_argument("--refresh", action="store_true", help="저장된 시험 부팅 결과를 무시하고 다시 잽니다")
+    p.set_defaults(handler=cmd_doctor)
+
+    p = sub.add_parser("fetch", help="게스트 아티팩트(커널, initramfs, 이미지)를 만듭니다")
+    p.add_argument("--json", action="store_true", help="JSON으로 출력")
+    p.add_argument("--force", action="store_true", help="있어도 다시 만듭니다")
+    p.add_argument("--quiet", action="store_true", help="진행 막대와 요약을 숨깁니다")
+    p.set_defaults(handler=cmd_fetch)
+
+    p = sub.add_parser("engine", help="vmkit 전용 도커 엔진(Docker Engine)을 시작/중지합니다")
+    actions = p.add_subparsers(dest="action", required=True, metavar="동작")
+    for action, text in (("start", "응답하는 엔진이 없으면 vmkit 전용 엔진을 시작합니다"),
+                         ("stop", "vmkit 전용 엔진(만)을 멈춥니다"),
+                         ("status", "vmkit가 쓸 엔진을 보여 줍니다")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("--json", action="store_true", help="JSON으로 출력")
+        a.set_defaults(handler=cmd_engine)
+    a = actions.add_parser("exec", help="엔진을 켠 채 명령을 실행하고, 직접 켰다면 끝난 뒤 끕니다")
+    a.add_argument("command", nargs=argparse.REMAINDER, help="실행할 명령 (-- 뒤에)")
+    a.set_defaults(handler=cmd_engine, json=False)
+
+    for name in SUBCOMMAND_MODULES:
+        import_module(f".{name}", __package__).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except VmkitError as exc:
+        print(f"오류: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("중단했습니다.", file=sys.stderr)
+        return 130

@@ -1,0 +1,58 @@
+# vmkit 교과서: `make book` builds the book (running the labs for real), `make test` runs
+# every test. Both set the machine up first (`make setup`), idempotently.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+VMKIT       := $(BIN)/vmkit
+STAMP       := $(VENV)/.installed
+# Debian packages the project needs: QEMU, the Docker Engine, BusyBox, a Korean font,
+# apt-get download / dpkg-deb for the guest kernel, Chromium for the browser tests.
+SYSTEM_PACKAGES := qemu-system-x86 qemu-utils docker.io busybox-static fonts-nanum \
+                   ca-certificates chromium chromium-driver python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages venv artifacts book test lab bench clean
+
+setup: system-packages venv artifacts
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	lists=$$(ls /var/lib/apt/lists/*_Packages* 2>/dev/null | head -n 1); \
+	if [ -z "$$missing" ] && [ -n "$$lists" ]; then echo "시스템 패키지(system packages): 모두 있음"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "root 권한이 필요합니다. 다음 명령을 실행한 뒤 다시 시도하세요:"; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; \
+	  exit 1; \
+	fi; \
+	echo "시스템 패키지 설치:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q && { [ -z "$$missing" ] || apt-get install -y -q --no-install-recommends $$missing; }
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[book,test]'
+	@touch $(STAMP)
+
+artifacts: venv
+	$(VMKIT) fetch
+
+book: setup
+	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going .
+
+test: setup
+	$(VMKIT) engine exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VMKIT) engine exec -- $(BIN)/jupyter-lab --ip=127.0.0.1 --no-browser labs
+
+bench: setup
+	$(VMKIT) engine exec -- $(VMKIT) bench
+
+clean:
+	rm -rf _build .pytest_cache
