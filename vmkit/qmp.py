@@ -103,8 +103,8 @@ class QMPSession:
                 f"QMP 명령(command) '{command}'의 응답이 {timeout:g}초 안에 오지 않았습니다.") from None
         except ExecuteError as exc:
             raise WorkloadError(
-                f"QMP 명령(command) '{command}'이(가) 실패했습니다: {exc.error.desc} "
-                f"({exc.error.class_})") from None
+                f"QMP 명령(command) '{command}'이(가) 실패했습니다: {exc.error.error.desc} "
+                f"({exc.error.error.class_})") from None
         except (QMPError, EOFError, OSError) as exc:
             raise WorkloadError(
                 f"QMP 연결(connection)이 끊겼습니다: QEMU가 종료되었을 수 있습니다 ({exc!r}).") from None
@@ -123,7 +123,7 @@ class QMPSession:
         try:
             background.run(_send(), 10.0)
         except ExecuteError as exc:
-            raise WorkloadError(f"QEMU에 파일 디스크립터(fd)를 넘기지 못했습니다: {exc.error.desc}") from None
+            raise WorkloadError(f"QEMU에 파일 디스크립터(fd)를 넘기지 못했습니다: {exc.error.error.desc}") from None
 
 
 def _qmp_time(stamp: Any) -> float | None:

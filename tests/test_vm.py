@@ -1,0 +1,391 @@
+"""vmkit.VM with real QEMU under TCG: boot, look inside, control, snapshot, faults.
+
+Read-only checks share one booted guest (`shared_vm`, class scope); every test that changes a guest
+boots its own short-lived one. conftest's `no_qemu_left_behind` asserts after each test
+that no QEMU descended from this process is left; the tests below also check by pid and
+by the VM's runtime directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from vmkit import vm as vm_mod
+from vmkit.errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
+from vmkit.vm import VM, read_snapshot_stamp
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+BOOT_PHASES = ["spawned", "qmp_ready", "resumed", "console", "ready", "agent"]
+RESTORE_PHASES = ["spawned", "qmp_ready", "restored", "resumed", "ready"]
+
+
+def assert_monotonic(trace, expected):
+    seconds = trace.seconds()
+    names = [name for name in seconds if name in expected]
+    assert names == expected, seconds
+    values = list(seconds.values())
+    assert values == sorted(values), seconds
+    assert all(v >= 0 for v in values)
+
+
+def assert_gone(vm: VM, pid: int | None, runtime_dir: Path | None) -> None:
+    """This VM's QEMU (by pid) and its runtime dir are gone."""
+    assert vm.proc is None and vm.pid is None
+    if pid is not None:
+        try:
+            proc = psutil.Process(pid)
+            assert proc.status() == psutil.STATUS_ZOMBIE or "qemu" not in proc.name(), \
+                f"QEMU {pid} still runs"
+        except psutil.NoSuchProcess:
+            pass
+    if runtime_dir is not None:
+        assert not runtime_dir.exists()
+
+
+@pytest.fixture(scope="class")
+def shared_vm(guest_artifacts):
+    """One booted guest for the read-only checks of `TestSharedGuest` (class scope, so
+    it is stopped before the tests that boot their own guests look for leftovers)."""
+    vm = VM(memory="256M", cpus=1, accel="tcg", name=f"test-shared-{os.getpid()}")
+    vm.start(timeout=60)
+    pid, rundir = vm.pid, vm.runtime_dir
+    yield vm
+    vm.stop()
+    assert_gone(vm, pid, rundir)
+
+
+@pytest.fixture
+def fresh(guest_artifacts):
+    """Boot short-lived VMs for a test; every one is stopped and checked afterwards."""
+    made: list[tuple[VM, int | None, Path | None]] = []
+
+    def boot(**kwargs) -> VM:
+        kwargs.setdefault("accel", "tcg")
+        vm = VM(**kwargs)
+        vm.start(timeout=60)
+        made.append((vm, vm.pid, vm.runtime_dir))
+        return vm
+
+    yield boot
+    for vm, pid, rundir in made:
+        vm.stop()
+        assert_gone(vm, pid, rundir)
+
+
+# ------------------------------------------------------------ bad input: nothing starts
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"memory": "abc"}, "이해할 수 없습니다"),
+    ({"memory": "0"}, "0보다 커야"),
+    ({"memory": "64M"}, "너무 작습니다"),
+    ({"memory": "100T"}, "전체 메모리"),
+    ({"cpus": 0}, "1 이상"),
+    ({"cpus": 4096}, "CPU 수"),
+    ({"cpus": "two"}, "정수가 아닙니다"),
+    ({"accel": "xen"}, "가속기(accelerator)"),
+    ({"name": "bad name/../x"}, "이름(name)"),
+])
+def test_bad_input_is_refused_before_anything_starts(kwargs, words):
+    with pytest.raises(InvalidInput) as info:
+        VM(**kwargs)
+    assert words in str(info.value)
+
+
+@pytest.mark.integration
+def test_missing_artifacts(monkeypatch, tmp_path, guest_artifacts):
+    monkeypatch.setenv("VMKIT_CACHE", str(tmp_path / "empty-cache"))
+    vm = VM(accel="tcg")
+    with pytest.raises(MissingComponent) as info:
+        vm.start()
+    assert "아티팩트" in str(info.value)
+    assert vm.proc is None and vm.runtime_dir is None
+
+
+@pytest.mark.integration
+def test_missing_qemu_binary(monkeypatch, guest_artifacts):
+    monkeypatch.setenv("VMKIT_QEMU", "/nonexistent/qemu-system-x86_64")
+    vm = VM(accel="tcg")
+    with pytest.raises(MissingComponent) as info:
+        vm.start()
+    assert "QEMU" in str(info.value)
+    assert vm.proc is None
+
+
+@pytest.mark.integration
+def test_kvm_fails_fast_when_unusable(guest_artifacts):
+    usable, reason = vm_mod.kvm_status()
+    if usable:
+        pytest.skip("KVM is usable on this host")
+    vm = VM(accel="kvm")
+    started = time.monotonic()
+    with pytest.raises(MissingComponent) as info:
+        vm.start()
+    assert time.monotonic() - started < 30
+    assert "KVM" in str(info.value) and reason in str(info.value)
+    assert vm.proc is None
+
+
+@pytest.mark.integration
+def test_auto_accel_records_why(guest_artifacts):
+    vm = VM(accel="auto")
+    accel, reason = vm._resolve_accel()
+    assert accel in ("kvm", "tcg") and reason
+
+
+# ------------------------------------------------------------ one shared guest, read-only
+
+@pytest.mark.integration
+class TestSharedGuest:
+    """Read-only checks on one guest."""
+
+    def test_boot_phases_are_monotonic(self, shared_vm):
+        trace = shared_vm.trace
+        assert_monotonic(trace, [p for p in BOOT_PHASES if p in trace.phases])
+        assert set(BOOT_PHASES) <= set(trace.phases)
+        assert trace.accel == "tcg" and trace.accel_reason
+        assert 0 < trace.ready_s < 60
+        # The guest's own clock started after QEMU did, so its uptime is below ready_s.
+        assert 0 < trace.guest["uptime_s"] <= trace.seconds()["agent"]
+
+    def test_guest_memory_is_70_to_100_percent(self, shared_vm):
+        total = shared_vm.meminfo()["MemTotal"]
+        assert 0.70 * 256 * MiB <= total <= 256 * MiB
+        assert shared_vm.trace.guest["mem_total_bytes"] == total
+
+    def test_guest_runs_its_own_kernel(self, shared_vm, guest_artifacts):
+        release = shared_vm.guest("uname -r").strip()
+        assert release == guest_artifacts.kernel_release
+        assert shared_vm.kernel_release() == release
+        assert shared_vm.trace.guest["kernel"] == release
+        if release == platform.release():
+            pytest.skip("host happens to run the same kernel")
+
+    def test_usage_is_plausible(self, shared_vm):
+        usage = shared_vm.usage()
+        assert 32 * MiB < usage.rss_bytes < 2048 * MiB
+        assert 0 < usage.pss_bytes <= usage.rss_bytes * 1.01
+        assert usage.cpu_user_s + usage.cpu_system_s > 0
+        assert usage.processes == 1 and usage.accel == "tcg"
+        assert usage.guest_ram_bytes == 256 * MiB
+        assert 0 < usage.guest_mem_available_bytes < usage.guest_mem_total_bytes
+        assert usage.to_dict()["rss_bytes"] == usage.rss_bytes
+
+    def test_qmp_inspection(self, shared_vm):
+        assert shared_vm.status() == "running"
+        assert shared_vm.qmp("query-status")["running"] is True
+        memory = shared_vm.memory()
+        assert memory["base_bytes"] == 256 * MiB and memory["balloon_actual_bytes"] == 256 * MiB
+        vcpus = shared_vm.vcpus()
+        assert len(vcpus) == 1
+        tids = {t["tid"] for t in shared_vm.host_threads()}
+        assert vcpus[0]["thread_id"] in tids and vcpus[0]["user_s"] is not None
+        with pytest.raises(WorkloadError) as info:
+            shared_vm.qmp("no-such-command")
+        assert "QMP" in str(info.value)
+
+    def test_guest_channel(self, shared_vm):
+        assert shared_vm.guest("echo one; echo two") == "one\ntwo\n"
+        assert shared_vm.guest("printf 'a\\nb'\necho c; exit 3") == "a\nbc\n"
+        assert shared_vm.last_rc == 3
+        with pytest.raises(WorkloadError):
+            shared_vm.guest("false", check=True)
+        assert "VMKIT-READY" in shared_vm.console_log()
+        assert shared_vm.trace.console.maxlen is not None
+
+    def test_security_defaults(self, shared_vm):
+        rundir = shared_vm.runtime_dir
+        assert rundir.stat().st_mode & 0o777 == 0o700
+        assert (rundir / "qmp.sock").is_socket()
+        cmdline = psutil.Process(shared_vm.pid).cmdline()
+        assert "-sandbox" in cmdline and not any("tcp:" in arg for arg in cmdline)
+        assert "-netdev" not in cmdline and "-nic" not in cmdline
+
+
+# ------------------------------------------------------------ guests that change
+
+@pytest.mark.integration
+def test_pause_resume_events_and_shutdown(fresh):
+    vm = fresh()
+    seen = []
+    vm.on_event(seen.append)
+    vm.pause()
+    assert vm.status() == "paused"
+    assert vm.wait_event("STOP", 2) is not None
+    with pytest.raises(WorkloadError):
+        vm.guest("true")
+    vm.resume()
+    assert vm.status() == "running"
+    assert vm.wait_event("RESUME", 2) is not None
+    assert vm.guest("echo back").strip() == "back"
+    names = [e["event"] for e in seen]
+    assert names.index("STOP") < names.index("RESUME")
+    pid = vm.pid
+    vm.stop()
+    assert vm.last_stop["method"] == "guest-poweroff" and vm.last_stop["shutdown_event"]
+    assert vm.last_stop["seconds"] < 10
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    vm.stop()  # again: harmless
+
+
+@pytest.mark.integration
+def test_balloon_lowers_guest_memory(fresh):
+    vm = fresh(memory="256M")
+    before = vm.meminfo()
+    result = vm.balloon("128M")
+    assert result["reached"], result
+    after = vm.meminfo()
+    assert after["MemTotal"] <= before["MemTotal"] - 64 * MiB
+    assert vm.memory()["balloon_actual_bytes"] == 128 * MiB
+    vm.balloon("256M")
+    assert vm.meminfo()["MemTotal"] >= before["MemTotal"] - 4 * MiB
+    with pytest.raises(InvalidInput):
+        vm.balloon("512M")
+
+
+@pytest.mark.integration
+def test_snapshot_restore_keeps_uptime(fresh, tmp_path, guest_artifacts):
+    vm = fresh(memory="128M")
+    path = tmp_path / "guest.vmkit"
+    saved = vm.snapshot(path)
+    assert path.stat().st_size == saved["bytes"] > 4096
+    assert vm.status() == "running"  # the original runs on
+    stamp = read_snapshot_stamp(path)
+    assert stamp["artifacts"] == guest_artifacts.version and stamp["memory_mib"] == 128
+    vm.stop()
+
+    restored = VM.restore(path, name=f"restored-{os.getpid()}")
+    try:
+        assert_monotonic(restored.trace, RESTORE_PHASES)
+        assert restored.guest("uname -r").strip() == guest_artifacts.kernel_release
+        uptime = float(restored.guest("cat /proc/uptime").split()[0])
+        # The guest's clock goes on from where it was saved, not from zero.
+        assert saved["guest_uptime_s"] <= restored.trace.guest["uptime_s"] <= uptime
+        assert uptime < saved["guest_uptime_s"] + 30
+        pid, rundir = restored.pid, restored.runtime_dir
+    finally:
+        restored.stop()
+    assert_gone(restored, pid, rundir)
+
+
+@pytest.mark.integration
+def test_foreign_snapshot_is_refused(tmp_path, guest_artifacts):
+    garbage = tmp_path / "garbage.vmkit"
+    garbage.write_bytes(b"not a snapshot" * 100)
+    with pytest.raises(InvalidInput) as info:
+        VM.from_snapshot(garbage)
+    assert "스냅샷" in str(info.value)
+    with pytest.raises(InvalidInput):
+        VM.from_snapshot(tmp_path / "missing.vmkit")
+
+    def forged(**changes) -> Path:
+        stamp = {"format": 1, "artifacts": guest_artifacts.version, "qemu_version": "0",
+                 "memory_mib": 128, "cpus": 1, "accel": "tcg", "kernel_args": "",
+                 "qemu_args": [], "options": "0"}
+        stamp.update(changes)
+        path = tmp_path / f"forged-{len(list(tmp_path.iterdir()))}.vmkit"
+        header = vm_mod.SNAPSHOT_MAGIC + json.dumps(stamp).encode() + b"\n"
+        path.write_bytes(header.ljust(vm_mod.SNAPSHOT_HEADER, b"\0") + b"QEVM")
+        return path
+
+    for path, words in [(forged(artifacts="0123456789ab"), "아티팩트"), (forged(), "QEMU")]:
+        vm = VM.from_snapshot(path)
+        with pytest.raises(InvalidInput) as info:
+            vm.start()
+        assert words in str(info.value)
+        assert vm.proc is None and vm.runtime_dir is None
+
+
+@pytest.mark.integration
+def test_two_vms_at_once(fresh):
+    name = f"twin-{os.getpid()}"
+    first, second = fresh(name=name), fresh(memory="128M")
+    assert first.pid != second.pid and first.runtime_dir != second.runtime_dir
+    assert first.guest("echo a").strip() == "a" and second.guest("echo b").strip() == "b"
+    assert set(vm_mod.running()) >= {first, second}
+    with pytest.raises(InvalidInput) as info:
+        VM(name=name, accel="tcg").start()
+    assert "이미 실행 중" in str(info.value)
+    assert first.running
+
+
+# ------------------------------------------------------------ faults
+
+@pytest.mark.integration
+def test_guest_never_ready_times_out_with_console(guest_artifacts):
+    vm = VM(accel="tcg", kernel_args="rdinit=/bin/sh")
+    with pytest.raises(WorkloadTimeout) as info:
+        vm.start(timeout=4)
+    assert "준비(ready)" in str(info.value)
+    assert info.value.log  # the last console lines
+    assert vm.proc is None and vm.runtime_dir is None
+
+
+@pytest.mark.integration
+def test_qemu_dying_reports_stderr(guest_artifacts):
+    vm = VM(accel="tcg", qemu_args=["-device", "no-such-device"])
+    with pytest.raises(WorkloadError) as info:
+        vm.start(timeout=20)
+    assert not isinstance(info.value, WorkloadTimeout)
+    assert "no-such-device" in info.value.log
+    assert vm.proc is None and vm.runtime_dir is None
+
+
+@pytest.mark.integration
+def test_kernel_panic_reports_console(guest_artifacts):
+    vm = VM(accel="tcg", kernel_args="rdinit=/no/such/init")
+    with pytest.raises(WorkloadError) as info:
+        vm.start(timeout=30)
+    assert "panic" in info.value.log.lower()
+    assert vm.proc is None
+
+
+CHILD = """
+import json, sys, time
+from vmkit.vm import VM
+vm = VM(accel="tcg")
+def phase(name, seconds):
+    if name == "resumed":
+        print(json.dumps({"pid": vm.pid, "dir": str(vm.runtime_dir)}), flush=True)
+vm.start(on_phase=phase)
+time.sleep(60)
+"""
+
+
+@pytest.mark.integration
+def test_sigkilled_parent_leaves_no_qemu(guest_artifacts):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, env=env,
+                             cwd=str(REPO), text=True)
+    try:
+        info = json.loads(child.stdout.readline())  # QEMU is booting now
+        qemu = psutil.Process(info["pid"])
+        assert "qemu" in qemu.name()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        child.stdout.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            gone = qemu.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            gone = True
+        if gone or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert gone, f"QEMU {info['pid']} outlived its SIGKILLed parent"
+    # The dead owner's runtime dir is recognised as stale and removed.
+    rundir = Path(info["dir"])
+    assert rundir.name in vm_mod.cleanup_stale() or not rundir.exists()
+    assert not rundir.exists()
