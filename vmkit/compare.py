@@ -1,0 +1,316 @@
+"""VMs and containers measured side by side: repeated trials, summaries, density.
+
+Three ways to get a ready workload are compared: a VM's cold boot ("vm"), a VM restored
+from a snapshot of a booted guest ("vm-restore"), and a container's cold start
+("container"). Trials run interleaved (vm, vm-restore, container, vm, ...) so that the
+drift of a shared machine hits every kind alike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import psutil
+
+from .errors import InvalidInput, VmkitError
+from .units import parse_cpus, parse_memory
+from .workload import Workload
+
+KINDS = ("vm", "vm-restore", "container")
+KIND_LABELS = {"vm": "VM 콜드 부팅", "vm-restore": "VM 스냅샷 복원", "container": "컨테이너"}
+#: Usage figures kept per trial (flattened into `usage.<name>` columns).
+USAGE_FIELDS = ("rss_bytes", "pss_bytes", "cpu_user_s", "cpu_system_s", "mem_bytes",
+                "guest_mem_total_bytes", "guest_mem_available_bytes")
+SUMMARY_STATS = ("median", "min", "max", "p90", "count")
+
+
+class Cancelled(VmkitError):
+    """A comparison was stopped midway on request."""
+
+
+def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise InvalidInput(f"비교할 종류(kind) {unknown or '(없음)'}를 모릅니다.",
+                           f"쓸 수 있는 값: {', '.join(KINDS)}")
+    return kinds
+
+
+class WorkloadFactory:
+    """Makes unstarted workloads of each kind with the same memory and CPUs.
+
+    For "vm-restore" it first boots one VM, saves a snapshot of it and keeps the file
+    (in a private temporary dir) until `close()`.
+    """
+
+    def __init__(self, memory: int, cpus: int, accel: str = "auto", image: str | None = None):
+        self.memory, self.cpus, self.accel, self.image = memory, cpus, accel, image
+        self._snapshot_dir: Path | None = None
+        self.snapshot: dict[str, Any] | None = None
+
+    def make(self, kind: str) -> Workload:
+        from .vm import VM
+
+        if kind == "vm":
+            return VM(memory=self.memory, cpus=self.cpus, accel=self.accel)
+        if kind == "vm-restore":
+            return VM.from_snapshot(self._snapshot_file())
+        from .container import Container
+
+        kwargs = {"image": self.image} if self.image else {}
+        return Container(memory=self.memory, cpus=self.cpus, **kwargs)
+
+    def _snapshot_file(self) -> Path:
+        if self.snapshot is None:
+            from .vm import VM
+
+            self._snapshot_dir = Path(tempfile.mkdtemp(prefix="vmkit-snapshot-"))
+            path = self._snapshot_dir / "guest.snap"
+            with VM(memory=self.memory, cpus=self.cpus, accel=self.accel) as vm:
+                self.snapshot = vm.snapshot(path, resume=False)
+        return Path(self.snapshot["path"])
+
+    def close(self) -> None:
+        if self._snapshot_dir:
+            shutil.rmtree(self._snapshot_dir, ignore_errors=True)
+            self._snapshot_dir = None
+
+
+def measure(workload: Workload, kind: str, trial: int, timeout: float = 60.0) -> dict[str, Any]:
+    """Start one workload, record its phases and usage at ready, stop it; one record."""
+    try:
+        trace = workload.start(timeout=timeout)
+        usage = workload.usage()
+    finally:
+        workload.stop()
+    record: dict[str, Any] = {"kind": kind, "trial": trial, "accel": trace.accel,
+                              "ready_s": trace.ready_s, "kernel": trace.guest.get("kernel")}
+    for phase, seconds in trace.seconds().items():
+        record[f"phase.{phase}"] = seconds
+    for name in USAGE_FIELDS:
+        record[f"usage.{name}"] = getattr(usage, name, None)
+    return record
+
+
+@dataclass
+class Comparison:
+    """The outcome of `compare`: one record per trial, plus what was fixed for all."""
+
+    records: list[dict[str, Any]]
+    memory: int
+    cpus: int
+    kinds: tuple[str, ...]
+    seconds: float = 0.0
+    snapshot: dict[str, Any] | None = None
+    cancelled: bool = False
+
+    @property
+    def frame(self):
+        """The records as a pandas DataFrame (one row per trial)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+    def summary(self):
+        """median/min/max/p90/count of every numeric column, per kind (a DataFrame)."""
+        return summarize(self.frame)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`vmkit compare --json`: per kind {metric: {median, ...}}, plus the trials."""
+        out: dict[str, Any] = {"memory_bytes": self.memory, "cpus": self.cpus,
+                               "seconds": round(self.seconds, 3), "cancelled": self.cancelled,
+                               "snapshot": self.snapshot}
+        table = self.summary()
+        for kind in self.kinds:
+            metrics: dict[str, Any] = {}
+            if kind in table.index.get_level_values(0):
+                for metric, row in table.loc[kind].iterrows():
+                    stats = {s: _plain(row[s]) for s in SUMMARY_STATS}
+                    stats["count"] = int(stats["count"])
+                    _nest(metrics, metric, stats)
+            out[kind] = metrics
+        out["trials"] = [{k: _plain(v) for k, v in r.items()} for r in self.records]
+        return out
+
+
+def _plain(value):
+    """numpy/pandas scalars (and NaN) as plain JSON values."""
+    try:
+        import math
+
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and math.isnan(value) else value
+    except (TypeError, ValueError):
+        return value
+
+
+def _nest(target: dict, dotted: str, value) -> None:
+    """'usage.rss_bytes' → target['usage']['rss_bytes'] = value."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def summarize(frame):
+    """Per-kind summary statistics of the numeric columns (index: kind, metric)."""
+    import pandas as pd
+
+    if frame.empty:
+        return pd.DataFrame(columns=list(SUMMARY_STATS))
+    numeric = frame.drop(columns=["trial"], errors="ignore").select_dtypes("number")
+    rows = {}
+    for kind, group in numeric.groupby(frame["kind"], sort=False):
+        for column in group.columns:
+            values = group[column].dropna()
+            if values.empty:
+                continue
+            rows[(kind, column)] = {"median": values.median(), "min": values.min(),
+                                    "max": values.max(), "p90": values.quantile(0.9),
+                                    "count": values.count()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["kind", "metric"])
+
+
+def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS,
+            on_result: Callable[[dict[str, Any]], None] | None = None,
+            stop: threading.Event | None = None, accel: str = "auto",
+            timeout: float = 60.0, image: str | None = None) -> Comparison:
+    """Run `trials` rounds of every kind, interleaved; `on_result` gets each record as it lands.
+
+    Set the `stop` event to end the comparison after the running trial (which is
+    stopped and cleaned up as usual); the records so far are returned, `cancelled` set.
+    """
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise InvalidInput(f"시행 횟수(trials)는 1 이상의 정수여야 합니다 (받은 값: {trials!r}).")
+    memory_bytes = parse_memory(memory, minimum=96 << 20)
+    cpus = parse_cpus(cpus)
+    kinds = _check_kinds(kinds)
+    factory = WorkloadFactory(memory_bytes, cpus, accel, image)
+    result = Comparison([], memory_bytes, cpus, kinds)
+    started = time.monotonic()
+    try:
+        for trial in range(trials):
+            for kind in kinds:
+                if stop is not None and stop.is_set():
+                    result.cancelled = True
+                    return result
+                record = measure(factory.make(kind), kind, trial, timeout)
+                result.records.append(record)
+                if on_result:
+                    on_result(record)
+    finally:
+        result.snapshot = factory.snapshot and {k: v for k, v in factory.snapshot.items()
+                                                 if k != "path"}
+        factory.close()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+# ---------------------------------------------------------------- density
+
+@dataclass
+class Density:
+    """How many workloads of one kind ran at once, and what they cost together."""
+
+    kind: str
+    requested: int
+    memory: int
+    started: int = 0
+    failures: list[str] = field(default_factory=list)
+    limit: str | None = None
+    last_ready_s: float | None = None
+    ready_s: list[float] = field(default_factory=list)
+    total_rss_bytes: int = 0
+    total_pss_bytes: int = 0
+    host_used_delta_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_instance_pss_bytes(self) -> float | None:
+        return self.total_pss_bytes / self.started if self.started else None
+
+    @property
+    def per_instance_rss_bytes(self) -> float | None:
+        return self.total_rss_bytes / self.started if self.started else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "requested": self.requested, "memory_bytes": self.memory,
+                "started": self.started, "failures": self.failures, "limit": self.limit,
+                "last_ready_s": self.last_ready_s, "total_rss_bytes": self.total_rss_bytes,
+                "total_pss_bytes": self.total_pss_bytes,
+                "per_instance_rss_bytes": self.per_instance_rss_bytes,
+                "per_instance_pss_bytes": self.per_instance_pss_bytes,
+                "host_used_delta_bytes": self.host_used_delta_bytes,
+                "seconds": round(self.seconds, 3)}
+
+
+#: Host memory density() leaves free: it stops starting workloads below this.
+DENSITY_RESERVE = 1 << 30
+
+
+def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
+            timeout: float = 180.0, on_progress: Callable[[int, int], None] | None = None,
+            accel: str = "auto") -> Density:
+    """Start `count` workloads of `kind` at once, measure them all, then stop them all.
+
+    Starts go `parallel` at a time; starting stops early (and `limit` says why) when the
+    host's available memory would fall under DENSITY_RESERVE. `last_ready_s` is the time
+    from the first start request to the last workload being ready.
+    """
+    (kind,) = _check_kinds([kind])
+    if kind == "vm-restore":
+        raise InvalidInput("밀도(density) 측정은 'vm'과 'container'만 지원합니다.")
+    if not isinstance(count, int) or count < 1:
+        raise InvalidInput(f"개수(count)는 1 이상의 정수여야 합니다 (받은 값: {count!r}).")
+    memory_bytes = parse_memory(memory, minimum=4 << 20)
+    factory = WorkloadFactory(memory_bytes, parse_cpus(cpus), accel)
+    result = Density(kind, count, memory_bytes)
+    running: list[Workload] = []
+    lock = threading.Lock()
+    used_before = psutil.virtual_memory().used
+    started = time.monotonic()
+
+    def start_one(index: int) -> None:
+        if result.limit:
+            return
+        if psutil.virtual_memory().available < DENSITY_RESERVE + memory_bytes:
+            result.limit = (f"호스트(host)의 남은 메모리가 {DENSITY_RESERVE >> 20} MiB 아래로 "
+                            f"내려가 {index}개에서 멈췄습니다.")
+            return
+        workload = factory.make(kind)
+        try:
+            workload.start(timeout=timeout)
+        except VmkitError as exc:
+            with lock:
+                result.failures.append(f"#{index}: {str(exc).splitlines()[0]}")
+            return
+        with lock:
+            running.append(workload)
+            result.ready_s.append(time.monotonic() - started)
+            if on_progress:
+                on_progress(len(running), count)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            list(pool.map(start_one, range(count)))
+        result.started = len(running)
+        result.last_ready_s = max(result.ready_s) if result.ready_s else None
+        for workload in running:
+            usage = workload.usage()
+            result.total_rss_bytes += usage.rss_bytes
+            result.total_pss_bytes += usage.pss_bytes
+        result.host_used_delta_bytes = psutil.virtual_memory().used - used_before
+    finally:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            list(pool.map(lambda w: w.stop(), running))
+        factory.close()
+        result.seconds = time.monotonic() - started
+    return result

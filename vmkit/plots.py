@@ -1,0 +1,219 @@
+"""Plots of comparisons and densities, with Korean labels in a font that has Hangul.
+
+matplotlib's default font (DejaVu Sans) has no Hangul, so labels would turn into boxes:
+`korean_font()` registers a Korean font installed by `make setup` (fonts-nanum) and every
+plot here uses it. Each function takes records (a list of dicts or a DataFrame) and
+returns a matplotlib Figure, so widgets can redraw live and the book can save PNGs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from .compare import KIND_LABELS, KINDS
+from .errors import MissingComponent
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/truetype/nanum/NanumBarunGothic.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansKR-Regular.ttf",
+)
+KIND_COLORS = {"vm": "#d1495b", "vm-restore": "#edae49", "container": "#00798c"}
+PHASE_LABELS = {
+    "spawned": "QEMU 프로세스 생성", "qmp_ready": "QMP 연결", "resumed": "실행 시작(cont)",
+    "console": "첫 콘솔 출력", "kernel": "커널 시작", "ready": "준비(VMKIT-READY)",
+    "create": "컨테이너 생성", "started": "시작(start)", "first_output": "첫 출력",
+    "incoming": "스냅샷 적재", "restored": "상태 복원 완료", "agent": "에이전트 응답",
+}
+MiB = 1 << 20
+
+
+@lru_cache(maxsize=1)
+def korean_font() -> str:
+    """Register a Hangul-capable font with matplotlib and make it the default; its family."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).exists():
+            font_manager.fontManager.addfont(candidate)
+            family = font_manager.FontProperties(fname=candidate).get_name()
+            matplotlib.rcParams["font.family"] = [family, "DejaVu Sans"]
+            matplotlib.rcParams["axes.unicode_minus"] = False
+            return family
+    raise MissingComponent("한글 글꼴(Korean font)이 없어 그래프의 한글이 네모로 보입니다.",
+                           "`sudo apt-get install fonts-nanum` 또는 `make setup`으로 설치하세요.")
+
+
+def font_has_hangul(family: str | None = None) -> bool:
+    """Whether the font matplotlib resolves for `family` has glyphs for Hangul."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    path = font_manager.findfont(font_manager.FontProperties(family=family or korean_font()),
+                                 fallback_to_default=False)
+    charmap = FT2Font(path).get_charmap()
+    return all(ord(ch) in charmap for ch in "가상머신컨테이너")
+
+
+def _frame(records):
+    import pandas as pd
+
+    return records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+
+
+def _kinds(frame) -> list[str]:
+    present = list(dict.fromkeys(frame["kind"])) if "kind" in frame else []
+    return [k for k in KINDS if k in present] + [k for k in present if k not in KINDS]
+
+
+def _figure(rows: int = 1, cols: int = 1, size=(8, 4)):
+    """A pyplot-free Figure (safe to draw from a widget's background thread)."""
+    korean_font()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(rows, cols)
+    return fig, axes
+
+
+def phases(records):
+    """Median start-up timeline per kind: one bar per kind, a segment per phase."""
+    frame = _frame(records)
+    fig, ax = _figure(size=(9, 3.6))
+    kinds = _kinds(frame)
+    palette = ["#6c757d", "#adb5bd", "#8ecae6", "#219ebc", "#126782", "#023047",
+               "#ffb703", "#fb8500", "#90be6d"]
+    seen_labels: dict[str, int] = {}
+    added: set[str] = set()
+    for row, kind in enumerate(kinds):
+        group = frame[frame["kind"] == kind]
+        cols = [c for c in group.columns if c.startswith("phase.") and group[c].notna().any()]
+        medians = sorted(((group[c].median(), c[6:]) for c in cols))
+        left = 0.0
+        for end, name in medians:
+            color_index = seen_labels.setdefault(name, len(seen_labels))
+            label = PHASE_LABELS.get(name, name)
+            ax.barh(row, max(end - left, 0.0), left=left, color=palette[color_index % len(palette)],
+                    edgecolor="white", label=None if label in added else label)
+            added.add(label)
+            left = max(left, end)
+        ax.text(left, row, f"  {left:.2f}초", va="center", fontsize=9)
+    ax.set_yticks(range(len(kinds)), [KIND_LABELS.get(k, k) for k in kinds])
+    ax.invert_yaxis()
+    ax.set_xlabel("시작 요청부터 걸린 시간 (초, 중앙값)")
+    ax.set_title("시작 단계(phase)별 시간: VM과 컨테이너")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def ready_times(records):
+    """Every trial's time to ready, per kind, on a log scale (strip plot with medians)."""
+    frame = _frame(records)
+    fig, ax = _figure(size=(7, 3.6))
+    kinds = _kinds(frame)
+    for i, kind in enumerate(kinds):
+        values = frame.loc[frame["kind"] == kind, "ready_s"].dropna()
+        jitter = [(j % 5 - 2) * 0.04 for j in range(len(values))]
+        ax.scatter([i + d for d in jitter], values, color=KIND_COLORS.get(kind, "gray"),
+                   alpha=0.75, s=28, zorder=3)
+        if len(values):
+            med = values.median()
+            ax.hlines(med, i - 0.3, i + 0.3, color="black", linewidth=2, zorder=4)
+            ax.text(i + 0.33, med, f"{med:.2f}초", va="center", fontsize=9)
+    ax.set_xticks(range(len(kinds)), [KIND_LABELS.get(k, k) for k in kinds])
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _pos: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda value, _pos: f"{value:g}" if str(f"{value:g}")[0] in "25" else ""))
+    ax.set_ylabel("준비까지 걸린 시간 (초, 로그 눈금)")
+    ax.set_title("시작 시간 분포 (점: 시행 하나, 막대: 중앙값)")
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.set_xlim(-0.6, len(kinds) - 0.2)
+    return fig
+
+
+def memory(records):
+    """Per kind: host RSS and PSS of the workload against the memory it sees inside."""
+    frame = _frame(records)
+    fig, ax = _figure(size=(8, 3.8))
+    kinds = _kinds(frame)
+    series = [("usage.rss_bytes", "호스트 RSS", "#495057"), ("usage.pss_bytes", "호스트 PSS", "#adb5bd"),
+              ("usage.guest_mem_total_bytes", "안에서 보이는 MemTotal", "#8ecae6")]
+    width = 0.8 / len(series)
+    for s, (column, label, color) in enumerate(series):
+        values = [frame.loc[frame["kind"] == k, column].median() / MiB
+                  if column in frame else float("nan") for k in kinds]
+        bars = ax.bar([i + (s - 1) * width for i in range(len(kinds))], values, width,
+                      label=label, color=color)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+    ax.set_xticks(range(len(kinds)), [KIND_LABELS.get(k, k) for k in kinds])
+    ax.set_ylabel("MiB (중앙값)")
+    ax.set_title("워크로드 하나의 메모리: 호스트가 내는 비용과 안에서 보이는 크기")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def density(results):
+    """Density results (Density objects or dicts): host memory per instance and in total."""
+    rows = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in results]
+    fig, (left, right) = _figure(1, 2, size=(10, 3.8))
+    labels = [f"{KIND_LABELS.get(r['kind'], r['kind'])}\n×{r['started']}" for r in rows]
+    colors = [KIND_COLORS.get(r["kind"], "gray") for r in rows]
+    per = [(r["per_instance_pss_bytes"] or 0) / MiB for r in rows]
+    total = [r["total_pss_bytes"] / MiB for r in rows]
+    bars = left.bar(labels, per, color=colors)
+    left.bar_label(bars, fmt="%.1f", fontsize=9)
+    left.set_ylabel("인스턴스 하나당 호스트 PSS (MiB)")
+    left.set_title("하나당 메모리")
+    bars = right.bar(labels, total, color=colors)
+    right.bar_label(bars, fmt="%.0f", fontsize=9)
+    right.set_ylabel("모두 합친 호스트 PSS (MiB)")
+    right.set_title("동시에 띄웠을 때 전체 메모리")
+    for ax in (left, right):
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("밀도(density): 각 VM은 자기 OS를 싣고, 컨테이너는 커널 하나를 나눠 씁니다")
+    return fig
+
+
+def save(fig, path) -> Path:
+    """Write a figure to PNG or SVG (by suffix)."""
+    path = Path(path)
+    fig.savefig(path, dpi=130)
+    return path
+
+
+def png(fig) -> bytes:
+    """A figure as PNG bytes (for ipywidgets.Image)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def overview(records, path) -> Path:
+    """The three comparison plots stacked in one image (what `vmkit compare --plot` writes)."""
+    import matplotlib.image
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    images = []
+    for fig in (phases(records), ready_times(records), memory(records)):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        images.append(np.asarray(canvas.buffer_rgba()))
+
+    width = max(img.shape[1] for img in images)
+    padded = [np.pad(img, ((0, 0), (0, width - img.shape[1]), (0, 0)), constant_values=255)
+              for img in images]
+    path = Path(path)
+    matplotlib.image.imsave(path, np.concatenate(padded, axis=0))
+    return path

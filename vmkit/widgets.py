@@ -1,0 +1,237 @@
+"""ipywidgets panels for the labs, built on the same core objects as the CLI.
+
+Work that takes seconds (booting a guest, a comparison) runs on a background thread and
+updates the widgets as phases and trials arrive, so the notebook never freezes. Every
+panel keeps what it started and stops it on `close()`, on its Stop button, and when the
+kernel shuts down.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+from typing import Any
+
+import ipywidgets as W
+
+from . import compare as compare_mod
+from . import plots
+from .errors import VmkitError
+from .units import format_bytes
+
+MEMORY_CHOICES = ["128M", "256M", "512M"]
+
+
+def _error_html(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, VmkitError) else f"{type(exc).__name__}: {exc}"
+    return f"<pre style='color:#b00020;white-space:pre-wrap'>오류: {html.escape(text)}</pre>"
+
+
+class _Background:
+    """One background job at a time, with a stop event and error reporting to a widget."""
+
+    def __init__(self, status: W.HTML):
+        self.status = status
+        self.thread: threading.Thread | None = None
+        self.stop_event = threading.Event()
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def run(self, job, done) -> None:
+        self.stop_event.clear()
+
+        def body() -> None:
+            try:
+                job()
+            except BaseException as exc:  # shown to the student, not raised in a thread
+                self.status.value = _error_html(exc)
+                if not isinstance(exc, VmkitError):
+                    traceback.print_exc()
+            finally:
+                done()
+
+        self.thread = threading.Thread(target=body, name="vmkit-widget", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the running job ends (for tests and nbval)."""
+        if self.thread:
+            self.thread.join(timeout)
+
+
+class WorkloadPanel(W.VBox):
+    """Start one VM or container, watch its phases arrive live, look inside, stop it."""
+
+    def __init__(self, kind: str = "vm", memory: str = "256M"):
+        self.kind = kind
+        self.workload = None
+        self.kind_select = W.ToggleButtons(options=[("VM (QEMU)", "vm"), ("컨테이너 (Docker)", "container")],
+                                           value=kind, description="종류")
+        self.memory_select = W.Dropdown(options=MEMORY_CHOICES, value=memory, description="메모리")
+        self.start_button = W.Button(description="시작", button_style="success", icon="play")
+        self.stop_button = W.Button(description="중지", button_style="danger", icon="stop", disabled=True)
+        self.status = W.HTML("준비되면 <b>시작</b>을 누르세요.")
+        self.phases = W.HTML()
+        self.details = W.HTML()
+        self.job = _Background(self.status)
+        self.start_button.on_click(lambda _b: self.start())
+        self.stop_button.on_click(lambda _b: self.stop())
+        super().__init__([W.HBox([self.kind_select, self.memory_select]),
+                          W.HBox([self.start_button, self.stop_button]),
+                          self.status, self.phases, self.details])
+
+    def _factory(self):
+        from .container import Container
+        from .vm import VM
+
+        cls = VM if self.kind_select.value == "vm" else Container
+        return cls(memory=self.memory_select.value)
+
+    def start(self) -> None:
+        """Start in the background; phases appear in the panel as they happen."""
+        if self.job.busy or self.workload is not None:
+            return
+        rows: list[tuple[str, float]] = []
+        self.start_button.disabled = True
+        self.status.value = "시작하는 중…"
+        self.phases.value = self.details.value = ""
+
+        def on_phase(name: str, seconds: float) -> None:
+            rows.append((name, seconds))
+            self.phases.value = _phase_table(rows)
+
+        def job() -> None:
+            workload = self._factory()
+            self.workload = workload
+            trace = workload.start(on_phase=on_phase)
+            usage = workload.usage()
+            self.status.value = (f"<b>준비 완료</b>: {trace.ready_s:.2f}초"
+                                 + (f" (가속기 accelerator: {trace.accel})" if trace.accel else ""))
+            self.details.value = _details_html(trace.guest, usage)
+            self.stop_button.disabled = False
+
+        def done() -> None:
+            if self.workload is not None and self.stop_button.disabled:
+                self.stop()  # failed start: nothing may stay running
+            self.start_button.disabled = self.workload is not None
+
+        self.job.run(job, done)
+
+    def stop(self) -> None:
+        """Stop what this panel started."""
+        workload, self.workload = self.workload, None
+        if workload is not None:
+            workload.stop()
+            self.status.value = "중지했습니다."
+        self.stop_button.disabled = True
+        self.start_button.disabled = False
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+
+class ComparePanel(W.VBox):
+    """Run `vmkit.compare` live: each trial redraws the plots and the summary table."""
+
+    def __init__(self, trials: int = 3, memory: str = "128M"):
+        self.trials = W.IntSlider(value=trials, min=1, max=10, description="시행 횟수")
+        self.memory_select = W.Dropdown(options=MEMORY_CHOICES, value=memory, description="메모리")
+        self.kinds = W.SelectMultiple(options=[(compare_mod.KIND_LABELS[k], k) for k in compare_mod.KINDS],
+                                      value=compare_mod.KINDS, description="종류", rows=3)
+        self.start_button = W.Button(description="비교 시작", button_style="success", icon="play")
+        self.stop_button = W.Button(description="중지", button_style="danger", icon="stop", disabled=True)
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="진행")
+        self.status = W.HTML("시행 횟수와 메모리를 고른 뒤 <b>비교 시작</b>을 누르세요.")
+        self.timeline = W.Image(format="png")
+        self.ready_plot = W.Image(format="png")
+        self.memory_plot = W.Image(format="png")
+        self.table = W.HTML()
+        self.records: list[dict[str, Any]] = []
+        self.result: compare_mod.Comparison | None = None
+        self.job = _Background(self.status)
+        self.start_button.on_click(lambda _b: self.start())
+        self.stop_button.on_click(lambda _b: self.job.stop_event.set())
+        super().__init__([W.HBox([self.trials, self.memory_select]), self.kinds,
+                          W.HBox([self.start_button, self.stop_button, self.progress]), self.status,
+                          self.timeline, W.HBox([self.ready_plot, self.memory_plot]), self.table])
+
+    def start(self) -> None:
+        """Start the comparison in the background."""
+        if self.job.busy:
+            return
+        kinds = tuple(self.kinds.value)
+        self.records = []
+        self.progress.max, self.progress.value = self.trials.value * len(kinds), 0
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self.status.value = "측정하는 중… (VM 스냅샷 복원을 고르면 먼저 스냅샷을 하나 만듭니다)"
+
+        def on_result(record: dict) -> None:
+            self.records.append(record)
+            self.progress.value = len(self.records)
+            self.status.value = (f"{compare_mod.KIND_LABELS[record['kind']]} #{record['trial'] + 1}: "
+                                 f"{record['ready_s']:.2f}초")
+            self.redraw()
+
+        def job() -> None:
+            self.result = compare_mod.compare(trials=self.trials.value, memory=self.memory_select.value,
+                                              kinds=kinds, on_result=on_result,
+                                              stop=self.job.stop_event)
+            self.status.value = (("중지했습니다: " if self.result.cancelled else "끝났습니다: ")
+                                 + f"시행 {len(self.records)}번, {self.result.seconds:.1f}초")
+
+        def done() -> None:
+            self.start_button.disabled, self.stop_button.disabled = False, True
+
+        self.job.run(job, done)
+
+    def redraw(self) -> None:
+        """Redraw the plots and the table from the records so far."""
+        if not self.records:
+            return
+        self.timeline.value = plots.png(plots.phases(self.records))
+        self.ready_plot.value = plots.png(plots.ready_times(self.records))
+        self.memory_plot.value = plots.png(plots.memory(self.records))
+        self.table.value = summary_html(self.records)
+
+    def close(self) -> None:
+        self.job.stop_event.set()
+        self.job.wait(120)
+        super().close()
+
+
+def summary_html(records) -> str:
+    """Median ready time and memory per kind, as a small Korean HTML table."""
+    table = compare_mod.summarize(plots._frame(records))
+    rows = []
+    for kind in plots._kinds(plots._frame(records)):
+        def med(metric: str) -> float | None:
+            try:
+                return table.loc[(kind, metric), "median"]
+            except KeyError:
+                return None
+        ready, rss = med("ready_s"), med("usage.rss_bytes")
+        rows.append(f"<tr><td>{compare_mod.KIND_LABELS[kind]}</td>"
+                    f"<td>{'' if ready is None else f'{ready:.3f}'}</td>"
+                    f"<td>{'' if rss is None else format_bytes(rss)}</td>"
+                    f"<td>{int(table.loc[(kind, 'ready_s'), 'count'])}</td></tr>")
+    return ("<table><tr><th>종류</th><th>준비 시간 중앙값(초)</th><th>호스트 RSS 중앙값</th>"
+            "<th>시행</th></tr>" + "".join(rows) + "</table>")
+
+
+def _phase_table(rows: list[tuple[str, float]]) -> str:
+    body = "".join(f"<tr><td>{plots.PHASE_LABELS.get(n, n)}</td><td>{s:.3f}초</td></tr>"
+                   for n, s in rows)
+    return f"<table><tr><th>단계(phase)</th><th>시작 요청부터</th></tr>{body}</table>"
+
+
+def _details_html(guest: dict, usage) -> str:
+    items = [("커널(kernel) 릴리스", guest.get("kernel")),
+             ("안에서 보이는 MemTotal", usage.guest_mem_total_bytes and format_bytes(usage.guest_mem_total_bytes)),
+             ("호스트 RSS", format_bytes(usage.rss_bytes)), ("호스트 PSS", format_bytes(usage.pss_bytes)),
+             ("CPU 시간(user+sys)", f"{usage.cpu_user_s + usage.cpu_system_s:.2f}초")]
+    body = "".join(f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items if v)
+    return f"<table>{body}</table>"
