@@ -8,12 +8,14 @@ by the VM's runtime directory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -217,8 +219,12 @@ class TestSharedGuest:
 @pytest.mark.integration
 def test_pause_resume_events_and_shutdown(fresh):
     vm = fresh()
-    seen = []
+    seen, streamed = [], []
     vm.on_event(seen.append)
+    reader = threading.Thread(target=lambda: streamed.extend(
+        itertools.islice(vm.iter_events(timeout=10, names=["STOP", "RESUME"]), 2)))
+    reader.start()
+    time.sleep(0.2)  # the iterator subscribes on its first step
     vm.pause()
     assert vm.status() == "paused"
     assert vm.wait_event("STOP", 2) is not None
@@ -230,6 +236,8 @@ def test_pause_resume_events_and_shutdown(fresh):
     assert vm.guest("echo back").strip() == "back"
     names = [e["event"] for e in seen]
     assert names.index("STOP") < names.index("RESUME")
+    reader.join(10)
+    assert [e["event"] for e in streamed] == ["STOP", "RESUME"]
     pid = vm.pid
     vm.stop()
     assert vm.last_stop["method"] == "guest-poweroff" and vm.last_stop["shutdown_event"]
@@ -348,6 +356,27 @@ def test_kernel_panic_reports_console(guest_artifacts):
         vm.start(timeout=30)
     assert "panic" in info.value.log.lower()
     assert vm.proc is None
+
+
+@pytest.mark.integration
+def test_stop_while_booting(guest_artifacts):
+    """A widget's stop button pressed mid-boot: start() fails clearly, nothing is left."""
+    vm = VM(accel="tcg")
+    errors, resumed = [], threading.Event()
+
+    def boot():
+        try:
+            vm.start(on_phase=lambda name, _: name == "resumed" and resumed.set())
+        except WorkloadError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=boot)
+    thread.start()
+    assert resumed.wait(30)
+    vm.stop()
+    thread.join(30)
+    assert errors and "stop()" in str(errors[0])
+    assert vm.proc is None and vm.runtime_dir is None
 
 
 CHILD = """

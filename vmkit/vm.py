@@ -119,6 +119,7 @@ class VM(Workload):
         self.qemu_args = tuple(str(arg) for arg in qemu_args)
         self.artifacts = artifacts
         self.proc: subprocess.Popen | None = None
+        self._spawned: subprocess.Popen | None = None  # kept after stop, for error reports
         self.runtime_dir: Path | None = None
         self.last_stop: dict[str, Any] = {}
         self.last_rc: int | None = None
@@ -139,6 +140,7 @@ class VM(Workload):
         self._paused = False
         self._ready = False
         self._graceful = True
+        self._stop_requested = False
         self._snapshot_path: Path | None = None
         self._snapshot_stamp: dict | None = None
 
@@ -183,7 +185,7 @@ class VM(Workload):
     def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         trace = self.trace
-        self._ready = self._paused = False
+        self._ready = self._paused = self._stop_requested = False
         self._console_eof = self._agent_eof = False
         self._agent_buf.clear()
         self._stderr.clear()
@@ -204,7 +206,7 @@ class VM(Workload):
         self._dispatch = ThreadPoolExecutor(1, thread_name_prefix=f"vmkit-{self.name}-events")
         trace.origin = time.monotonic()
         try:
-            self.proc = background.spawn(
+            self.proc = self._spawned = background.spawn(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 bufsize=0, cwd=str(self.runtime_dir),
                 pass_fds=(incoming_fd,) if incoming_fd is not None else ())
@@ -224,15 +226,17 @@ class VM(Workload):
             thread.start()
         try:
             self._boot(trace, deadline, timeout)
-        except WorkloadTimeout:
-            raise
         except WorkloadError as exc:
-            if self.proc.poll() is not None:
+            if self._stop_requested:
+                raise WorkloadError(f"VM '{self.name}'이(가) 준비(ready)되기 전에 stop()으로 중지되었습니다.") from exc
+            if isinstance(exc, WorkloadTimeout):
+                raise
+            if self._spawned.poll() is not None:
                 raise self._died_error() from exc
             raise
 
     def _boot(self, trace: Trace, deadline: float, timeout: float) -> None:
-        proc = self.proc
+        proc = self._spawned
         self._qmp = QMPSession(f"vmkit-{self.name}", on_event=self._on_qmp_event)
         self._qmp.connect(self.runtime_dir / "qmp.sock", deadline, alive=lambda: proc.poll() is None)
         trace.mark("qmp_ready")
@@ -287,6 +291,7 @@ class VM(Workload):
         super().stop()
 
     def _stop(self) -> None:
+        self._stop_requested = True
         with self._stop_lock:
             proc = self.proc
             if proc is None:
@@ -388,7 +393,9 @@ class VM(Workload):
             for raw in lines:
                 self._console_line(raw, now, trace, booting)
             if booting and qemu.READY_MARKER.encode() in partial:
-                trace.mark("ready", now)
+                with self._console_cond:
+                    trace.mark("ready", now)
+                    self._console_cond.notify_all()
         if partial:
             self._console_line(partial, time.monotonic(), trace, False)
         with self._console_cond:
@@ -419,7 +426,7 @@ class VM(Workload):
         trace = self.trace
         with self._console_cond:
             while "ready" not in trace.phases:
-                if self._console_eof or self.proc.poll() is not None:
+                if self._console_eof or self._spawned.poll() is not None:
                     raise self._died_error()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -434,7 +441,7 @@ class VM(Workload):
         return "\n".join(list(self.trace.console)[-lines:]) if self.trace else ""
 
     def _died_error(self) -> WorkloadError:
-        proc = self.proc
+        proc = self._spawned
         try:
             proc.wait(2)
         except subprocess.TimeoutExpired:
@@ -461,7 +468,7 @@ class VM(Workload):
                 sock.connect(path)
                 break
             except OSError:
-                if time.monotonic() >= deadline or self.proc.poll() is not None:
+                if time.monotonic() >= deadline or self._spawned.poll() is not None:
                     sock.close()
                     raise WorkloadError("게스트 에이전트(agent) 소켓에 연결하지 못했습니다.")
                 time.sleep(0.005)
@@ -517,7 +524,7 @@ class VM(Workload):
                             end, rc, out = found[0]
                             del self._agent_buf[:end]
                             return rc, out.decode("utf-8", "replace")
-                        if self._agent_eof or (self.proc is not None and self.proc.poll() is not None):
+                        if self._agent_eof or self._spawned.poll() is not None:
                             raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
                         if retry and any(b"VMKIT-BEGIN " + i + b"\n" in self._agent_buf for i in wanted):
                             resend_at = deadline  # received; the guest is working on it
@@ -782,13 +789,13 @@ class VM(Workload):
 
     def _wait_incoming(self, deadline: float) -> None:
         while self._qmp.execute("query-status")["status"] == "inmigrate":
-            if self.proc.poll() is not None:
+            if self._spawned.poll() is not None:
                 raise self._died_error()
             if time.monotonic() >= deadline:
                 raise WorkloadTimeout("스냅샷(snapshot) 적재(load)가 제때 끝나지 않았습니다.",
                                       log="\n".join(self._stderr))
             time.sleep(0.005)
-        if self.proc.poll() is not None:
+        if self._spawned.poll() is not None:
             raise self._died_error()
 
     def _stamp(self, arts: artifacts_mod.Artifacts, binary: str) -> dict[str, Any]:
