@@ -27,7 +27,7 @@ AGENT_PORT = "org.vmkit.agent"
 #: `initcall_debug` under TCG: the crypto self-tests (`cryptomgr.notests`) took about
 #: 0.3 s of a 1.3 s kernel boot, and two initcalls that only self-test a KDF and set up
 #: kprobe tracing another 0.2 s; skipping them brought the ready median from about
-#: 1.7 s to 1.3-1.4 s. Unknown initcall names are ignored by other kernels.
+#: 1.7 s to about 1.4-1.5 s. Unknown initcall names are ignored by other kernels.
 KERNEL_ARGS = ("console=ttyS0 quiet tsc=reliable no_timer_check i8042.noaux "
                "tsc_early_khz=2000000 panic=-1 rdinit=/init cryptomgr.notests=1 "
                "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
