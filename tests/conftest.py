@@ -21,6 +21,21 @@ def qemu_children() -> list[psutil.Process]:
     return found
 
 
+def session_containers() -> list[str]:
+    """Ids of containers this test process created (by vmkit's session label)."""
+    from vmkit import cleanup
+
+    if engine.find() is None:
+        return []
+    client = engine.client()
+    try:
+        found = client.containers.list(
+            all=True, filters={"label": f"{cleanup.SESSION}={cleanup.session_id()}"})
+        return [c.id for c in found]
+    finally:
+        client.close()
+
+
 @pytest.fixture(autouse=True)
 def no_qemu_left_behind(request):
     """Every test must end with no QEMU of its own still running."""
