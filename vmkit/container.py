@@ -456,17 +456,17 @@ class Container(Workload):
             return
         if self._kill_signal is not None:
             how, reason = "killed", (f"밖에서 강제 종료되었습니다 (killed from outside, "
-                                     f"signal {self._kill_signal}, exit {code})")
+                                     f"signal {self._kill_signal}, exit {code}).")
         elif self._ooms and code == 137:
             how, reason = "oom", (f"메모리 한도 {format_bytes(self.memory_bytes)}를 넘어 "
-                                  f"커널이 강제 종료했습니다 (OOM kill, exit {code})")
+                                  f"커널이 강제 종료했습니다 (OOM kill, exit {code}).")
         elif code > 128:
             how, reason = "signal", (f"주 프로세스가 신호(signal) {code - 128}로 끝났습니다 "
-                                     f"(exit {code}; 도커 밖에서 kill 되었을 수 있음)")
+                                     f"(exit {code}; 도커 밖에서 kill 되었을 수 있음).")
         else:
-            how, reason = "exited", f"주 프로세스가 끝났습니다 (exit {code})"
+            how, reason = "exited", f"주 프로세스가 끝났습니다 (exit {code})."
         self.exit = {"how": how, "exit_code": code, "signal": self._kill_signal,
-                     "oom_events": self._ooms, "reason": reason}
+                     "oom_events": self._ooms, "reason": reason, "at": time.monotonic()}
         data["reason"] = how
         with self._cond:
             self._state = "exited"
@@ -477,6 +477,12 @@ class Container(Workload):
         if self._state in ("removed", "new") or self._stopping:
             return
         self._engine_lost = True
+        if self.exit is not None and self.exit["how"] == "killed" and \
+                time.monotonic() - self.exit.get("at", 0) < 15.0:
+            # The engine stopped its containers on the way down: not someone's kill.
+            self.exit.update(how="engine-stopped", reason=(
+                "도커 엔진(Docker Engine)이 멈추면서(또는 재시작하면서) 컨테이너를 멈췄습니다 "
+                f"(engine stopped, signal {self.exit['signal']})."))
         with self._cond:
             self._cond.notify_all()
         self._emit({"event": "ENGINE_LOST", "source": "vmkit", "container": self.short_id,
@@ -484,17 +490,15 @@ class Container(Workload):
 
     def _ended_error(self, starting: bool = False) -> VmkitError:
         """Why the container is not running (ended on its own, killed, engine gone)."""
-        if self._engine_lost or self._state not in ("exited",):
-            lost = self._probe_engine()
-            if lost is not None:
-                return lost
+        lost = self._probe_engine()
+        if lost is not None:
+            return lost
         if self.exit is None:
             self._fill_exit_from_inspect()
-        reason = (self.exit or {}).get("reason", "끝났습니다")
-        what = "시작 중에 " if starting else ""
-        error = WorkloadError(f"컨테이너(container) '{self.name}'가 {what}{reason}",
-                              "stop()으로 정리하고 새 Container를 시작하세요.", log=self._last_output())
-        return error
+        reason = (self.exit or {}).get("reason", "끝났습니다.")
+        what = "준비(ready) 전에 끝났습니다" if starting else "더 이상 실행 중이 아닙니다"
+        return WorkloadError(f"컨테이너(container) '{self.name}'가 {what}: {reason}",
+                             "stop()으로 정리하고 새 Container를 시작하세요.", log=self._last_output())
 
     def _probe_engine(self) -> VmkitError | None:
         """An error if the engine is unreachable or restarted under this container, else None."""
@@ -510,7 +514,7 @@ class Container(Workload):
         except docker.errors.NotFound:
             self.exit = self.exit or {"how": "removed", "exit_code": None, "signal": None,
                                       "oom_events": self._ooms,
-                                      "reason": "밖에서 삭제되었습니다 (removed from outside)"}
+                                      "reason": "밖에서 삭제되었습니다 (removed from outside)."}
             self._state = "exited"
             return None
         state = info.get("State") or {}
@@ -519,7 +523,7 @@ class Container(Workload):
             self.exit = self.exit or {
                 "how": "engine-restarted", "exit_code": state.get("ExitCode"), "signal": None,
                 "oom_events": self._ooms,
-                "reason": "도커 엔진이 재시작되면서 멈췄습니다 (engine restarted)"}
+                "reason": "도커 엔진(Docker Engine)이 재시작되면서 컨테이너가 멈췄습니다 (engine restarted)."}
             return None
         if not state.get("Running"):
             self._state = "exited"
@@ -532,11 +536,11 @@ class Container(Workload):
             return
         code = state.get("ExitCode")
         if state.get("Error"):
-            reason = f"실패했습니다: {state['Error']}"
+            reason = f"엔진이 오류를 알렸습니다: {state['Error']}"
         elif state.get("OOMKilled") and code == 137:
-            reason = f"메모리 한도 {format_bytes(self.memory_bytes)}를 넘어 강제 종료되었습니다 (OOM kill)"
+            reason = f"메모리 한도 {format_bytes(self.memory_bytes)}를 넘어 강제 종료되었습니다 (OOM kill)."
         else:
-            reason = f"끝났습니다 (exit {code})"
+            reason = f"주 프로세스가 끝났습니다 (exit {code})."
         self.exit = {"how": "exited", "exit_code": code, "signal": None,
                      "oom_events": self._ooms, "reason": reason}
 
@@ -562,10 +566,9 @@ class Container(Workload):
             exec_id = api.exec_create(self.id, [str(arg) for arg in argv])["Id"]
             stream = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                self._probe_engine()
-                if self._state == "exited":
-                    raise self._ended_error() from None
+            self._probe_engine()
+            if self._state == "exited":
+                raise self._ended_error() from None
             raise WorkloadError(f"exec {argv!r}를 실행하지 못했습니다.", _engine_message(exc)) from None
         except _connection_errors():
             raise self._ended_error() from None
@@ -583,7 +586,12 @@ class Container(Workload):
             rc = api.exec_inspect(exec_id).get("ExitCode")
         except _connection_errors():
             raise self._ended_error() from None
-        return (rc if rc is not None else -1), output.decode(errors="replace")
+        text = output.decode(errors="replace")
+        if rc is None or (rc in (126, 127, 255) and "cannot exec" in text):
+            # The runtime refused the exec: most likely the container is ending right now.
+            if self._probe_engine() is not None or self._state == "exited":
+                raise self._ended_error()
+        return (rc if rc is not None else -1), text
 
     def _kill_exec(self, exec_id: str) -> None:
         """SIGKILL a timed-out exec's process, if it runs on this host in this container."""
@@ -726,6 +734,29 @@ class Container(Workload):
                 usage.shim_rss_bytes, usage.shim_pss_bytes = found.rss_bytes, found.pss_bytes
         except Exception:
             pass
+
+    def security(self) -> dict[str, Any]:
+        """The isolation settings as the engine applied them, and the capabilities seen inside."""
+        self._require_running()
+        info = _call(self._client.api.inspect_container, self.id)
+        host, config = info["HostConfig"], info["Config"]
+        result = {
+            "network_disabled": bool(config.get("NetworkDisabled")),
+            "network_mode": host.get("NetworkMode"),
+            "privileged": bool(host.get("Privileged")),
+            "cap_drop": host.get("CapDrop") or [],
+            "cap_add": host.get("CapAdd") or [],
+            "security_opt": host.get("SecurityOpt") or [],
+            "read_only_rootfs": bool(host.get("ReadonlyRootfs")),
+            "pids_limit": host.get("PidsLimit"),
+            "memory_bytes": host.get("Memory"),
+            "nano_cpus": host.get("NanoCpus"),
+        }
+        if self._state == "running":
+            status = parse_status(self.guest("cat /proc/self/status"))
+            result["cap_eff"] = status.get("CapEff")
+            result["no_new_privs"] = status.get("NoNewPrivs") == "1"
+        return result
 
     # ------------------------------------------------------------ control
     def pause(self) -> None:
@@ -1043,6 +1074,16 @@ class _Cgroup:
         if "pids" not in self.dirs:
             return None
         return _int_or_none(self._file("pids", "pids.current"))
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """/proc/<pid>/status as {'CapEff': '0000000000000000', ...}."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
 
 
 def _keyed(text: str) -> dict[str, int]:
