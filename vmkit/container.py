@@ -111,6 +111,9 @@ class Container(Workload):
     """
 
     kind = "container"
+    #: Give the container an empty network namespace made by runc (no libnetwork sandbox).
+    #: False keeps only network mode "none": the same isolation, about 90 ms slower here.
+    network_disabled = True
 
     def __init__(self, memory: str | int = "256M", cpus: float = 1, image: str | None = None,
                  name: str | None = None, *, pids_limit: int = DEFAULT_PIDS_LIMIT,
@@ -213,7 +216,7 @@ class Container(Workload):
         try:
             created = api.create_container(
                 self.image, command=self.command, name=self.name, labels=cleanup.labels("container"),
-                host_config=host_config, network_disabled=True, stop_signal="SIGTERM",
+                host_config=host_config, network_disabled=self.network_disabled, stop_signal="SIGTERM",
                 stop_timeout=max(1, math.ceil(self.stop_timeout)))
         except docker.errors.ImageNotFound:
             _known_images.discard((self._url, self.image))
