@@ -231,6 +231,19 @@ def test_bad_input(client):
     assert not mine(client)
 
 
+def test_start_failures_leave_nothing(client):
+    with pytest.raises(WorkloadTimeout):
+        Container(memory="16M", command=["sleep", "30"]).start(timeout=1.5)
+    with pytest.raises(WorkloadError, match="exit 3"):
+        Container(memory="16M", command=["sh", "-c", "echo no marker; exit 3"]).start(timeout=10)
+    with pytest.raises(WorkloadError, match="start"):
+        Container(memory="16M", command=["/no/such/program"]).start(timeout=10)
+    with Container(memory="16M", name="vmkit-test-dup"):
+        with pytest.raises(InvalidInput, match="이미"):
+            Container(memory="16M", name="vmkit-test-dup").start(timeout=10)
+    assert not mine(client)
+
+
 def test_no_engine(client, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
     monkeypatch.setenv("VMKIT_STATE", str(tmp_path / "state"))

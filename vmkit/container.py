@@ -55,6 +55,8 @@ MIN_CPUS = 0.01
 DEFAULT_PIDS_LIMIT = 64
 TMPFS_SIZE = "16m"
 READY_MARKER = b"VMKIT-READY"
+#: How often start() also looks for the marker in the engine's log (see `_wait_ready`).
+LOG_CHECK_S = 1.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 #: Korean labels for the phases, for widgets and the CLI.
@@ -289,18 +291,38 @@ class Container(Workload):
         return image
 
     def _wait_ready(self, deadline: float, timeout: float) -> None:
+        """Wait for the marker on the attach stream; every LOG_CHECK_S also look in the log.
+
+        The log check is a safety net: should the attach stream ever miss the output, the
+        engine's log still has it (then `trace.guest["ready_from"]` says "log").
+        """
+        next_check = time.monotonic() + LOG_CHECK_S
         with self._cond:
             while self._ready_at is None:
                 if self._output_eof or self._state == "exited":
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     raise WorkloadTimeout(
                         f"컨테이너(container) '{self.name}'가 {timeout:g}초 안에 준비(VMKIT-READY)되지 않았습니다.",
                         log=self._last_output())
-                self._cond.wait(remaining)
+                if now >= next_check:
+                    next_check = now + LOG_CHECK_S
+                    if self._marker_in_log():
+                        self._ready_at = time.monotonic()
+                        self.trace.guest["ready_from"] = "log"
+                        if self._first_output is None:
+                            self._first_output = self._ready_at
+                        break
+                self._cond.wait(min(deadline, next_check) - now)
         if self._ready_at is None:
             raise self._ended_error(starting=True)
+
+    def _marker_in_log(self) -> bool:
+        try:
+            return READY_MARKER in self._client.api.logs(self.id, stdout=True, stderr=True, tail=200)
+        except Exception:
+            return False
 
     def stop(self) -> None:
         """`docker stop` (SIGTERM, SIGKILL after `stop_timeout`), then remove; always safe."""
@@ -322,6 +344,8 @@ class Container(Workload):
                         api.unpause(self.id)
                     except docker.errors.APIError:
                         pass
+                if method is None and self._ready_at is None:
+                    method = "SIGKILL (never ready)"  # no agent to end gracefully: just remove
                 if method is None and not self._engine_lost:
                     api.stop(self.id, timeout=max(1, math.ceil(self.stop_timeout)))
                     code = api.inspect_container(self.id)["State"].get("ExitCode")
