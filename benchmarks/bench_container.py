@@ -137,7 +137,7 @@ def _summary(runs: list[dict], key: str = "ready_s") -> dict:
 def breakdown(memory: str, runs: int = 7) -> dict | None:
     """Where a start's time goes inside the engine: exec times of the runtime's programs.
 
-    `perf record` of the kernel's sched_process_exec tracepoint, system-wide, on the
+    `perf record` of the kernel's sched_process_exec/exit tracepoints, system-wide, on the
     monotonic clock (cheap: nothing is slowed). Needs root and perf; else None.
     """
     perf = shutil.which("perf")
@@ -145,7 +145,8 @@ def breakdown(memory: str, runs: int = 7) -> dict | None:
         return None
     with tempfile.TemporaryDirectory(prefix="vmkit-perf-") as folder:
         data = os.path.join(folder, "perf.data")
-        recorder = subprocess.Popen([perf, "record", "-q", "-e", "sched:sched_process_exec", "-a",
+        recorder = subprocess.Popen([perf, "record", "-q", "-e", "sched:sched_process_exec",
+                                     "-e", "sched:sched_process_exit", "-a",
                                      "-k", "CLOCK_MONOTONIC", "-o", data],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
@@ -167,33 +168,44 @@ def breakdown(memory: str, runs: int = 7) -> dict | None:
                                     capture_output=True, text=True, timeout=60).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-    execs = []
+    execs = []  # (time, program, pid); exits come as ("exit", pid)
     for line in script.splitlines():
-        match = re.search(r"([\d.]+):\s+sched:sched_process_exec:\s+filename=(\S+)", line)
+        match = re.search(r"([\d.]+):\s+sched:sched_process_exec:\s+filename=(\S+) pid=(\d+)", line)
         if match:
-            execs.append((float(match.group(1)), os.path.basename(match.group(2))))
+            execs.append((float(match.group(1)), os.path.basename(match.group(2)), int(match.group(3))))
+            continue
+        match = re.search(r"([\d.]+):\s+sched:sched_process_exit:\s+comm=\S+ pid=(\d+)", line)
+        if match:
+            execs.append((float(match.group(1)), "exit", int(match.group(2))))
     gaps: dict[str, list[float]] = {}
     for origin, created, ready in windows:
         marks = [("create 요청", origin), ("create 응답 (attach, start 요청)", created)]
         shims = runcs = inits = 0
-        for when, name in execs:
+        create_pid = None
+        for when, name, pid in execs:
             if not created <= when <= ready:
                 continue
-            if name.startswith("containerd-shim"):
+            if name == "exit":
+                if pid == create_pid:
+                    marks.append(("runc create 끝남", when))
+            elif name.startswith("containerd-shim"):
                 shims += 1
                 marks.append((f"containerd-shim 실행 #{shims}", when))
             elif name == "runc":
                 runcs += 1
                 marks.append(("runc create 실행" if runcs == 1 else "runc start 실행", when))
+                create_pid = pid if runcs == 1 else create_pid
             elif name == "exe" and runcs == 1 and not inits:  # later ones: BusyBox re-executing itself
                 inits += 1
-                marks.append(("runc init 실행 (네임스페이스·마운트·cgroup 준비 후 대기)", when))
+                marks.append(("runc init 실행", when))
             elif name == "agent":
                 marks.append(("컨테이너의 /vmkit/agent 실행", when))
         marks.append(("VMKIT-READY 읽음", ready))
         for (first, t0), (second, t1) in zip(marks, marks[1:]):
             gaps.setdefault(f"{first} → {second}", []).append((t1 - t0) * 1000)
-    return {"note": "perf sched_process_exec, 단위 ms, 시작마다 잰 값의 중앙값",
+    for items in gaps.values():
+        items.sort()
+    return {"note": "perf sched_process_exec/exit, 단위 ms, 시작마다 잰 값의 중앙값",
             "starts": len(windows),
             "gaps_median_ms": {k: round(statistics.median(v), 1) for k, v in gaps.items()
                                if len(v) == len(windows)}}

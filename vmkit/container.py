@@ -122,7 +122,7 @@ class Container(Workload):
                  read_only: bool = True, command: list[str] | None = None,
                  stop_timeout: float = 5.0, artifacts=None):
         super().__init__(name=_check_name(name) if name is not None else f"vmkit-{secrets.token_hex(4)}")
-        self.memory_bytes = parse_memory(memory, minimum=MIN_MEMORY)
+        self.memory_bytes = parse_memory(memory, minimum=MIN_MEMORY, what="메모리 한도(memory limit)")
         self.cpus = _check_cpus(cpus)
         self.pids_limit = _check_pids(pids_limit)
         self.image_request = image
