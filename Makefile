@@ -35,7 +35,6 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[book,test]'
 	@touch $(STAMP)
 
@@ -52,7 +51,7 @@ lab: setup
 	$(VMKIT) engine exec -- $(BIN)/jupyter-lab --ip=127.0.0.1 --no-browser labs
 
 bench: setup
-	$(VMKIT) engine exec -- $(VMKIT) bench
+	$(VMKIT) engine exec -- $(BIN)/python benchmarks/report.py --json bench-results.json
 
 clean:
 	rm -rf _build .pytest_cache

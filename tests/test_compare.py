@@ -10,7 +10,7 @@ import pytest
 from vmkit import compare, plots
 from vmkit.errors import InvalidInput
 
-from .conftest import qemu_children, session_containers
+from conftest import qemu_children, session_containers
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from . import __version__
 from .errors import VmkitError
 
 #: Modules that add their own subcommands through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES = ("cli_vm", "cli_compare")
+SUBCOMMAND_MODULES = ("cli_vm", "cli_container", "cli_compare")
 
 
 def emit_json(data) -> None:

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks: figures against plain QEMU and docker run, not timed tests."""

@@ -1,0 +1,99 @@
+"""The benchmark report (`make bench`): every speed and memory figure in one table.
+
+Runs, in one go on this host:
+- vmkit VM boot vs a plain `qemu-system-x86_64` command (bench_vm), with the QMP round
+  trip, QEMU's RSS against guest RAM, and snapshot save/restore;
+- vmkit container start vs `docker run --rm` (bench_container);
+- density: N concurrent 128 MiB VMs and M concurrent 64 MiB containers.
+Prints one Korean table of medians and ratios and writes everything to a JSON file.
+
+    python benchmarks/report.py --trials 10 --json bench-results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench_container, bench_vm  # noqa: E402
+from vmkit import compare  # noqa: E402
+from vmkit.errors import VmkitError  # noqa: E402
+
+MiB = 1 << 20
+#: Published anchors the README puts beside these figures (all with hardware virtualization).
+ANCHORS = {
+    "firecracker_boot_s": 0.125, "firecracker_vmm_overhead_mib": 5,
+    "qemu_qboot_pvh_userspace_s": 0.134, "docker_lightvm_s": 0.150,
+    "crun_s": 0.044, "runc_s": 0.075,
+}
+
+
+def run(trials: int, vms: int, containers: int, say=print) -> dict:
+    started = time.monotonic()
+    say("== VM: vmkit vs plain qemu-system-x86_64 ==")
+    vm = bench_vm.run(trials, memory="256M", progress=say)
+    say("== 컨테이너: vmkit vs docker run ==")
+    container = bench_container.run(trials, memory="256M", progress=say)
+    say(f"== 밀도(density): VM {vms}개 (128 MiB), 컨테이너 {containers}개 (64 MiB) ==")
+    density = [compare.density("vm", vms, memory="128M", parallel=4).to_dict(),
+               compare.density("container", containers, memory="64M", parallel=8).to_dict()]
+    return {"vm": vm, "container": container, "density": density, "anchors": ANCHORS,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def table(result: dict) -> str:
+    """One Korean table of medians and ratios."""
+    vm, ct = result["vm"], result["container"]
+    rows = [
+        ("VM 부팅→준비, vmkit", f"{vm['vmkit']['ready_median_s']:.3f} s", ""),
+        ("VM 부팅→준비, 일반 qemu-system-x86_64", f"{vm['plain']['ready_median_s']:.3f} s", ""),
+        ("  비율 vmkit / 일반 QEMU", f"{vm['ratio']:.2f}", "목표 ≤ 1.0"),
+        ("VM 스냅샷 복원→준비", f"{vm['snapshot']['restore_ready_median_s']:.3f} s",
+         f"스냅샷 {vm['snapshot']['bytes'] / MiB:.0f} MiB"),
+        ("QMP query-status 왕복", f"{vm['qmp']['median_ms']:.2f} ms", "목표 ≤ 5 ms"),
+        ("QEMU RSS / 게스트 RAM", f"{vm['memory']['qemu_rss_bytes'] / MiB:.0f} / "
+         f"{vm['memory']['guest_ram_bytes'] / MiB:.0f} MiB", f"{vm['memory']['rss_over_guest_ram']:.2f}배"),
+    ]
+    vk, dr = ct.get("vmkit", {}), ct.get("docker_run", {})
+    if vk and dr:
+        rows += [
+            ("컨테이너 시작→준비, vmkit", f"{vk['median_s']:.3f} s", ""),
+            ("컨테이너 시작→준비, docker run --rm", f"{dr['median_s']:.3f} s", ""),
+            ("  비율 vmkit / docker run", f"{ct['ratio']:.2f}", "목표 ≤ 0.85"),
+        ]
+    for d in result["density"]:
+        rows.append((f"밀도 {d['kind']} ×{d['requested']} ({d['memory_bytes'] / MiB:.0f} MiB)",
+                     f"{d['started']}개 성공, 실패 {len(d['failures'])}",
+                     f"하나당 PSS {(d['per_instance_pss_bytes'] or 0) / MiB:.1f} MiB, "
+                     f"전체 {d['total_pss_bytes'] / MiB:.0f} MiB, 마지막 준비 {d['last_ready_s'] or 0:.1f} s"))
+    width = max(len(r[0]) for r in rows) + 2
+    return "\n".join(f"{name:<{width}}{value:>18}   {note}" for name, value, note in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="vmkit 벤치마크 보고서")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--vms", type=int, default=16, help="밀도: 동시에 띄울 VM 수")
+    parser.add_argument("--containers", type=int, default=200, help="밀도: 동시에 띄울 컨테이너 수")
+    parser.add_argument("--json", metavar="OUT", default="bench-results.json")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.trials, args.vms, args.containers,
+                     say=lambda text: print(text, file=sys.stderr, flush=True))
+    except VmkitError as exc:
+        print(f"오류: {exc}", file=sys.stderr)
+        return 2
+    print(table(result))
+    Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    print(f"\nJSON: {args.json} ({result['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
