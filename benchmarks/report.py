@@ -24,6 +24,7 @@ if __package__ in (None, ""):
 from benchmarks import bench_container, bench_vm  # noqa: E402
 from vmkit import compare  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
+from vmkit.units import pad  # noqa: E402
 
 MiB = 1 << 20
 #: Published anchors the README puts beside these figures (all with hardware virtualization).
@@ -60,20 +61,22 @@ def table(result: dict) -> str:
         ("QEMU RSS / 게스트 RAM", f"{vm['memory']['qemu_rss_bytes'] / MiB:.0f} / "
          f"{vm['memory']['guest_ram_bytes'] / MiB:.0f} MiB", f"{vm['memory']['rss_over_guest_ram']:.2f}배"),
     ]
-    vk, dr = ct.get("vmkit", {}), ct.get("docker_run", {})
+    vk, dr = ct["results"].get("vmkit", {}), ct["results"].get("docker run", {})
     if vk and dr:
+        same = ct["results"].get("docker run (vmkit flags)", {})
         rows += [
             ("컨테이너 시작→준비, vmkit", f"{vk['median_s']:.3f} s", ""),
             ("컨테이너 시작→준비, docker run --rm", f"{dr['median_s']:.3f} s", ""),
             ("  비율 vmkit / docker run", f"{ct['ratio']:.2f}", "목표 ≤ 0.85"),
+            ("컨테이너, docker run + vmkit 격리 옵션", f"{same.get('median_s', 0):.3f} s",
+             f"비율 {ct.get('ratio_vs_same_flags') or 0:.2f}"),
         ]
     for d in result["density"]:
         rows.append((f"밀도 {d['kind']} ×{d['requested']} ({d['memory_bytes'] / MiB:.0f} MiB)",
                      f"{d['started']}개 성공, 실패 {len(d['failures'])}",
                      f"하나당 PSS {(d['per_instance_pss_bytes'] or 0) / MiB:.1f} MiB, "
                      f"전체 {d['total_pss_bytes'] / MiB:.0f} MiB, 마지막 준비 {d['last_ready_s'] or 0:.1f} s"))
-    width = max(len(r[0]) for r in rows) + 2
-    return "\n".join(f"{name:<{width}}{value:>18}   {note}" for name, value, note in rows)
+    return "\n".join(f"{pad(name, 40)}{pad(value, 22, right=True)}   {note}" for name, value, note in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import sys
 
 from . import compare as compare_mod
 from .cli import emit_json
-from .units import format_bytes
+from .units import format_bytes, pad
 
 
 def cmd_compare(args) -> int:
@@ -28,14 +28,18 @@ def cmd_compare(args) -> int:
     if args.json:
         emit_json(data)
         return 0
-    print(f"\n{'종류':<14}{'준비 중앙값':>12}{'최소':>9}{'최대':>9}{'호스트 RSS':>12}{'안에서 MemTotal':>16}")
+    widths = (16, 12, 10, 10, 12, 18)
+    header = ("종류", "준비 중앙값", "최소", "최대", "호스트 RSS", "안에서 쓸 메모리")
+    print("\n" + "".join(pad(h, w, right=i > 0) for i, (h, w) in enumerate(zip(header, widths))))
     for kind in result.kinds:
         k = data[kind]
-        mem = k.get("usage", {}).get("guest_mem_total_bytes", {}).get("median")
-        print(f"{compare_mod.KIND_LABELS[kind]:<14}{k['ready_s']['median']:>10.3f}초"
-              f"{k['ready_s']['min']:>8.3f}초{k['ready_s']['max']:>8.3f}초"
-              f"{format_bytes(k['usage']['rss_bytes']['median']):>12}"
-              f"{format_bytes(mem) if mem else '-':>16}")
+        usage = k.get("usage", {})
+        inside = (usage.get("mem_limit_bytes") or usage.get("guest_mem_total_bytes") or {}).get("median")
+        cells = (compare_mod.KIND_LABELS[kind], f"{k['ready_s']['median']:.3f}초",
+                 f"{k['ready_s']['min']:.3f}초", f"{k['ready_s']['max']:.3f}초",
+                 format_bytes(usage["rss_bytes"]["median"]), format_bytes(inside) if inside else "-")
+        print("".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths))))
+    print("(안에서 쓸 메모리: VM은 게스트의 MemTotal, 컨테이너는 cgroup 메모리 한도)")
     print(f"\n전체 {result.seconds:.1f}초" + (f", 그림: {args.plot}" if args.plot else ""))
     return 0
 

@@ -27,7 +27,7 @@ KINDS = ("vm", "vm-restore", "container")
 KIND_LABELS = {"vm": "VM 콜드 부팅", "vm-restore": "VM 스냅샷 복원", "container": "컨테이너"}
 #: Usage figures kept per trial (flattened into `usage.<name>` columns).
 USAGE_FIELDS = ("rss_bytes", "pss_bytes", "cpu_user_s", "cpu_system_s", "mem_bytes",
-                "guest_mem_total_bytes", "guest_mem_available_bytes")
+                "mem_limit_bytes", "guest_mem_total_bytes", "guest_mem_available_bytes")
 SUMMARY_STATS = ("median", "min", "max", "p90", "count")
 
 
@@ -305,8 +305,10 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
         result.last_ready_s = max(result.ready_s) if result.ready_s else None
         for workload in running:
             usage = workload.usage()
-            result.total_rss_bytes += usage.rss_bytes
-            result.total_pss_bytes += usage.pss_bytes
+            # A container's runtime shim (containerd-shim) lives outside its cgroup but
+            # exists once per container: it is part of what each one costs the host.
+            result.total_rss_bytes += usage.rss_bytes + getattr(usage, "shim_rss_bytes", 0)
+            result.total_pss_bytes += usage.pss_bytes + getattr(usage, "shim_pss_bytes", 0)
         result.host_used_delta_bytes = psutil.virtual_memory().used - used_before
     finally:
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

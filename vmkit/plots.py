@@ -80,34 +80,45 @@ def _figure(rows: int = 1, cols: int = 1, size=(8, 4)):
 
 
 def phases(records):
-    """Median start-up timeline per kind: one bar per kind, a segment per phase."""
+    """Median start-up timeline per kind, up to ready: one bar per kind, a segment per phase."""
     frame = _frame(records)
     fig, ax = _figure(size=(9, 3.6))
     kinds = _kinds(frame)
-    palette = ["#6c757d", "#adb5bd", "#8ecae6", "#219ebc", "#126782", "#023047",
-               "#ffb703", "#fb8500", "#90be6d"]
-    seen_labels: dict[str, int] = {}
+    palette = [matplotlib_color(i) for i in range(20)]
+    colors: dict[str, str] = {}
     added: set[str] = set()
     for row, kind in enumerate(kinds):
         group = frame[frame["kind"] == kind]
+        ready = group["ready_s"].median()
         cols = [c for c in group.columns if c.startswith("phase.") and group[c].notna().any()]
-        medians = sorted(((group[c].median(), c[6:]) for c in cols))
+        medians = sorted((group[c].median(), c[6:]) for c in cols)
         left = 0.0
         for end, name in medians:
-            color_index = seen_labels.setdefault(name, len(seen_labels))
+            if end > ready + 1e-9:
+                continue  # after ready (e.g. the agent's first answer): not start-up
             label = PHASE_LABELS.get(name, name)
-            ax.barh(row, max(end - left, 0.0), left=left, color=palette[color_index % len(palette)],
-                    edgecolor="white", label=None if label in added else label)
+            color = colors.setdefault(name, palette[len(colors) % len(palette)])
+            ax.barh(row, max(end - left, 0.0), left=left, color=color, edgecolor="white",
+                    label=None if label in added else label)
             added.add(label)
             left = max(left, end)
-        ax.text(left, row, f"  {left:.2f}초", va="center", fontsize=9)
+        ax.text(left, row, f"  준비 {ready:.2f}초", va="center", fontsize=9)
     ax.set_yticks(range(len(kinds)), [KIND_LABELS.get(k, k) for k in kinds])
     ax.invert_yaxis()
     ax.set_xlabel("시작 요청부터 걸린 시간 (초, 중앙값)")
     ax.set_title("시작 단계(phase)별 시간: VM과 컨테이너")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
+    ax.set_xlim(0, max(frame["ready_s"].max() * 1.18, 0.1))
     return fig
+
+
+def matplotlib_color(index: int) -> str:
+    """The i-th colour of matplotlib's 'tab20' map, as hex."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return to_hex(colormaps["tab20"](index % 20))
 
 
 def ready_times(records):
@@ -140,24 +151,44 @@ def ready_times(records):
 
 
 def memory(records):
-    """Per kind: host RSS and PSS of the workload against the memory it sees inside."""
+    """Per kind: host RSS and PSS of the workload against the memory it may use inside.
+
+    "Inside" is the guest's MemTotal for a VM and the cgroup limit for a container (whose
+    MemTotal is simply the host's, which the plot notes).
+    """
     frame = _frame(records)
     fig, ax = _figure(size=(8, 3.8))
     kinds = _kinds(frame)
-    series = [("usage.rss_bytes", "호스트 RSS", "#495057"), ("usage.pss_bytes", "호스트 PSS", "#adb5bd"),
-              ("usage.guest_mem_total_bytes", "안에서 보이는 MemTotal", "#8ecae6")]
+
+    def med(kind: str, column: str) -> float:
+        if column not in frame:
+            return float("nan")
+        return frame.loc[frame["kind"] == kind, column].median()
+
+    inside = []
+    for kind in kinds:
+        limit = med(kind, "usage.mem_limit_bytes")
+        inside.append((limit if limit == limit else med(kind, "usage.guest_mem_total_bytes")) / MiB)
+    series = [([med(k, "usage.rss_bytes") / MiB for k in kinds], "호스트 RSS", "#495057"),
+              ([med(k, "usage.pss_bytes") / MiB for k in kinds], "호스트 PSS", "#adb5bd"),
+              (inside, "안에서 쓸 수 있는 메모리 (VM: MemTotal, 컨테이너: cgroup 한도)", "#8ecae6")]
     width = 0.8 / len(series)
-    for s, (column, label, color) in enumerate(series):
-        values = [frame.loc[frame["kind"] == k, column].median() / MiB
-                  if column in frame else float("nan") for k in kinds]
+    for s, (values, label, color) in enumerate(series):
         bars = ax.bar([i + (s - 1) * width for i in range(len(kinds))], values, width,
                       label=label, color=color)
         ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+    for i, kind in enumerate(kinds):
+        host_view = med(kind, "usage.guest_mem_total_bytes")
+        if med(kind, "usage.mem_limit_bytes") == med(kind, "usage.mem_limit_bytes") and host_view == host_view:
+            ax.annotate(f"/proc/meminfo의 MemTotal은\n호스트 전체({host_view / 2**30:.1f} GiB)",
+                        (i - 0.2, 0), xytext=(0, 24), textcoords="offset points", ha="center", fontsize=8,
+                        color="#555")
     ax.set_xticks(range(len(kinds)), [KIND_LABELS.get(k, k) for k in kinds])
     ax.set_ylabel("MiB (중앙값)")
-    ax.set_title("워크로드 하나의 메모리: 호스트가 내는 비용과 안에서 보이는 크기")
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("워크로드 하나의 메모리: 호스트가 내는 비용과 안에서 쓸 수 있는 크기")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
+    ax.set_ylim(0, max(v for values, _, _ in series for v in values if v == v) * 1.35)
     return fig
 
 

@@ -2,6 +2,7 @@
 
 import os
 import re
+import unicodedata
 
 import psutil
 
@@ -62,3 +63,14 @@ def format_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"
+
+
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: Hangul and other wide characters count twice."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    """`text` padded to `width` terminal columns (right-aligned if `right`)."""
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
