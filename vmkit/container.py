@@ -154,7 +154,6 @@ class Container(Workload):
         self._kill_signal: int | None = None
         self._cgroup: _Cgroup | None = None
         self._stop_lock = threading.RLock()
-        self._console_listeners: list[Callable[[str], None]] = []
 
     def __repr__(self) -> str:
         return (f"<Container {self.name} {format_bytes(self.memory_bytes)} cpus={self.cpus:g} "
@@ -173,16 +172,6 @@ class Container(Workload):
     @property
     def short_id(self) -> str | None:
         return self.id[:12] if self.id else None
-
-    def console_log(self) -> str:
-        """The last lines of the container's output (bounded), as one text."""
-        return "\n".join(self.trace.console) if self.trace else ""
-
-    def on_console(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call `callback(line)` for each output line; returns an unsubscribe function."""
-        self._console_listeners.append(callback)
-        return lambda: (self._console_listeners.remove(callback)
-                        if callback in self._console_listeners else None)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0,

@@ -133,7 +133,6 @@ class VM(Workload):
         self._stderr: deque = deque(maxlen=200)
         self._console_cond = threading.Condition()
         self._console_eof = False
-        self._console_listeners: list[Callable[[str], None]] = []
         self._threads: list[threading.Thread] = []
         self._dispatch: ThreadPoolExecutor | None = None
         self._stop_lock = threading.RLock()
@@ -163,16 +162,6 @@ class VM(Workload):
     @property
     def qmp_socket(self) -> Path | None:
         return self.runtime_dir / "qmp.sock" if self.runtime_dir else None
-
-    def console_log(self) -> str:
-        """The last console lines (bounded), as one text."""
-        return "\n".join(self.trace.console) if self.trace else ""
-
-    def on_console(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call `callback(line)` for each console line; returns an unsubscribe function."""
-        self._console_listeners.append(callback)
-        return lambda: (self._console_listeners.remove(callback)
-                        if callback in self._console_listeners else None)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0,

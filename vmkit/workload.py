@@ -132,6 +132,7 @@ class Workload(abc.ABC):
         self._listeners: list[Callable[[dict], None]] = []
         self._events: deque = deque(maxlen=1000)
         self._events_cond = threading.Condition()
+        self._console_listeners: list[Callable[[str], None]] = []
 
     # -- lifecycle
     def start(self, timeout: float = 60.0, on_phase: Callable[[str, float], None] | None = None) -> Trace:
@@ -184,6 +185,17 @@ class Workload(abc.ABC):
     def meminfo(self) -> dict[str, int]:
         """/proc/meminfo as the workload sees it."""
         return parse_meminfo(self.guest("cat /proc/meminfo"))
+
+    # -- console (a VM's serial console, a container's output)
+    def console_log(self) -> str:
+        """The last console/output lines (bounded), as one text."""
+        return "\n".join(self.trace.console) if self.trace else ""
+
+    def on_console(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(line)` for each console/output line; returns an unsubscribe function."""
+        self._console_listeners.append(callback)
+        return lambda: (self._console_listeners.remove(callback)
+                        if callback in self._console_listeners else None)
 
     # -- events (QMP events for a VM, engine events for a container)
     def on_event(self, callback: Callable[[dict], None]) -> Callable[[], None]:
