@@ -136,3 +136,22 @@ def test_cli_compare_json(docker_engine, guest_artifacts, tmp_path):
         assert data[kind]["ready_s"]["median"] > 0
         assert data[kind]["usage"]["rss_bytes"]["median"] > 0
     assert plot.stat().st_size > 20_000
+
+
+def test_missing_engine_is_reported_before_any_vm_boots(monkeypatch, guest_artifacts):
+    from vmkit import engine
+    from vmkit.errors import EngineError
+
+    monkeypatch.setattr(engine, "find", lambda: None)
+    with pytest.raises(EngineError, match="vmkit engine start"):
+        compare.compare(trials=1, memory="128M")
+    with pytest.raises(EngineError):
+        compare.density("container", 2, memory="64M")
+    assert not qemu_children()
+
+
+def test_memory_minimum_follows_the_kinds():
+    with pytest.raises(InvalidInput, match="최소"):
+        compare.compare(trials=1, memory="64M", kinds=("vm", "container"))
+    with pytest.raises(InvalidInput, match="최소"):
+        compare.density("container", 1, memory="4M")

@@ -243,3 +243,29 @@ def test_cli_rejects_unknown_subcommand_and_bad_engine_action(capsys):
 def test_python_dash_m_vmkit_works():
     out = subprocess.run([*VMKIT, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("vmkit ")
+
+
+def test_fetch_reports_a_full_disk_in_korean(monkeypatch):
+    import errno
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(artifacts, "_fetch", full)
+    with pytest.raises(artifacts.ArtifactError, match="디스크 공간"):
+        artifacts.fetch(progress=False)
+
+
+@pytest.mark.integration
+def test_interrupted_fetch_leaves_no_partial_version(tmp_path, monkeypatch):
+    """A build that dies midway (here: the initramfs step) leaves nothing that loads."""
+    monkeypatch.setenv("VMKIT_CACHE", str(tmp_path))
+
+    def boom(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts, "write_initramfs", boom)
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.fetch(progress=False)
+    assert artifacts.installed() == []
+    assert [p.name for p in tmp_path.iterdir()] == ["apt-memo.json"]

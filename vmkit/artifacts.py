@@ -380,7 +380,22 @@ def require() -> Artifacts:
 
 
 def fetch(progress: bool = True, force: bool = False) -> Artifacts:
-    """Build the artifacts into the cache unless the current version is already there."""
+    """Build the artifacts into the cache unless the current version is already there.
+
+    A failure (disk full, an interrupted download, ...) leaves no partial version behind:
+    the build happens in a temporary directory that is removed on any error.
+    """
+    try:
+        return _fetch(progress, force)
+    except OSError as exc:
+        import errno
+
+        why = "디스크 공간이 부족합니다" if exc.errno == errno.ENOSPC else f"파일 작업 실패 ({exc})"
+        raise ArtifactError(f"게스트 아티팩트(guest artifacts)를 만들지 못했습니다: {why}.",
+                            f"캐시 위치: {cache_dir()} (VMKIT_CACHE로 바꿀 수 있습니다)") from exc
+
+
+def _fetch(progress: bool, force: bool) -> Artifacts:
     from tqdm.auto import tqdm
 
     kernel = resolve_kernel_package()

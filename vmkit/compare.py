@@ -179,6 +179,25 @@ def summarize(frame):
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["kind", "metric"])
 
 
+def _minimum_memory(kinds: Iterable[str]) -> int:
+    """The smallest memory every kind accepts (the guest does not boot below 96 MiB)."""
+    from .container import MIN_MEMORY as container_minimum
+    from .vm import MIN_MEMORY as vm_minimum
+
+    return max(vm_minimum if k.startswith("vm") else container_minimum for k in kinds)
+
+
+def preflight(kinds: Iterable[str]) -> None:
+    """Fail before anything starts when QEMU, the artifacts or the engine are missing."""
+    from . import artifacts, engine, qemu
+
+    if any(k.startswith("vm") for k in kinds):
+        qemu.qemu_binary()
+        artifacts.require()
+    if "container" in kinds:
+        engine.require()
+
+
 def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS,
             on_result: Callable[[dict[str, Any]], None] | None = None,
             stop: threading.Event | None = None, accel: str = "auto",
@@ -190,9 +209,10 @@ def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS
     """
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise InvalidInput(f"시행 횟수(trials)는 1 이상의 정수여야 합니다 (받은 값: {trials!r}).")
-    memory_bytes = parse_memory(memory, minimum=96 << 20)
-    cpus = parse_cpus(cpus)
     kinds = _check_kinds(kinds)
+    memory_bytes = parse_memory(memory, minimum=_minimum_memory(kinds))
+    cpus = parse_cpus(cpus)
+    preflight(kinds)
     factory = WorkloadFactory(memory_bytes, cpus, accel, image)
     result = Comparison([], memory_bytes, cpus, kinds)
     started = time.monotonic()
@@ -270,7 +290,8 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
         raise InvalidInput("밀도(density) 측정은 'vm'과 'container'만 지원합니다.")
     if not isinstance(count, int) or count < 1:
         raise InvalidInput(f"개수(count)는 1 이상의 정수여야 합니다 (받은 값: {count!r}).")
-    memory_bytes = parse_memory(memory, minimum=4 << 20)
+    memory_bytes = parse_memory(memory, minimum=_minimum_memory([kind]))
+    preflight([kind])
     factory = WorkloadFactory(memory_bytes, parse_cpus(cpus), accel)
     result = Density(kind, count, memory_bytes)
     running: list[Workload] = []
