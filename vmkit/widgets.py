@@ -21,6 +21,8 @@ from .errors import VmkitError
 from .units import format_bytes
 
 MEMORY_CHOICES = ["128M", "256M", "512M"]
+#: Readable spacing for the small HTML tables (the notebook's CSS packs them tight).
+TABLE_STYLE = "border-spacing: 14px 2px; text-align: right"
 
 
 def _error_html(exc: BaseException) -> str:
@@ -146,9 +148,10 @@ class ComparePanel(W.VBox):
         self.stop_button = W.Button(description="중지", button_style="danger", icon="stop", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="진행")
         self.status = W.HTML("시행 횟수와 메모리를 고른 뒤 <b>비교 시작</b>을 누르세요.")
-        self.timeline = W.Image(format="png")
-        self.ready_plot = W.Image(format="png")
-        self.memory_plot = W.Image(format="png")
+        plot_layout = W.Layout(max_width="100%", height="auto")
+        self.timeline = W.Image(format="png", layout=plot_layout)
+        self.ready_plot = W.Image(format="png", layout=plot_layout)
+        self.memory_plot = W.Image(format="png", layout=plot_layout)
         self.table = W.HTML()
         self.records: list[dict[str, Any]] = []
         self.result: compare_mod.Comparison | None = None
@@ -157,7 +160,7 @@ class ComparePanel(W.VBox):
         self.stop_button.on_click(lambda _b: self.job.stop_event.set())
         super().__init__([W.HBox([self.trials, self.memory_select]), self.kinds,
                           W.HBox([self.start_button, self.stop_button, self.progress]), self.status,
-                          self.timeline, W.HBox([self.ready_plot, self.memory_plot]), self.table])
+                          self.table, self.timeline, self.ready_plot, self.memory_plot])
 
     def start(self) -> None:
         """Start the comparison in the background."""
@@ -218,14 +221,14 @@ def summary_html(records) -> str:
                     f"<td>{'' if ready is None else f'{ready:.3f}'}</td>"
                     f"<td>{'' if rss is None else format_bytes(rss)}</td>"
                     f"<td>{int(table.loc[(kind, 'ready_s'), 'count'])}</td></tr>")
-    return ("<table><tr><th>종류</th><th>준비 시간 중앙값(초)</th><th>호스트 RSS 중앙값</th>"
-            "<th>시행</th></tr>" + "".join(rows) + "</table>")
+    return (f"<table style='{TABLE_STYLE}'><tr><th>종류</th><th>준비 시간 중앙값(초)</th>"
+            "<th>호스트 RSS 중앙값</th><th>시행</th></tr>" + "".join(rows) + "</table>")
 
 
 def _phase_table(rows: list[tuple[str, float]]) -> str:
     body = "".join(f"<tr><td>{plots.PHASE_LABELS.get(n, n)}</td><td>{s:.3f}초</td></tr>"
                    for n, s in rows)
-    return f"<table><tr><th>단계(phase)</th><th>시작 요청부터</th></tr>{body}</table>"
+    return f"<table style='{TABLE_STYLE}'><tr><th>단계(phase)</th><th>시작 요청부터</th></tr>{body}</table>"
 
 
 def _details_html(guest: dict, usage) -> str:
@@ -234,4 +237,4 @@ def _details_html(guest: dict, usage) -> str:
              ("호스트 RSS", format_bytes(usage.rss_bytes)), ("호스트 PSS", format_bytes(usage.pss_bytes)),
              ("CPU 시간(user+sys)", f"{usage.cpu_user_s + usage.cpu_system_s:.2f}초")]
     body = "".join(f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items if v)
-    return f"<table>{body}</table>"
+    return f"<table style='{TABLE_STYLE}'>{body}</table>"
