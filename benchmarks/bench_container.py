@@ -26,7 +26,6 @@ With `--breakdown`, a few extra starts run while `perf` records the kernel's exe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -46,6 +45,7 @@ if __package__ in (None, ""):
 from vmkit import artifacts as artifacts_mod  # noqa: E402
 from vmkit import engine  # noqa: E402
 from vmkit.container import TMPFS_SIZE, Container  # noqa: E402
+from benchmarks.common import finish, say  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import parse_memory  # noqa: E402
 
@@ -311,17 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="perf로 엔진 안의 시간(shim, runc)을 나눠 봅니다 (root, perf 필요)")
     parser.add_argument("--json", metavar="OUT", help="결과를 JSON 파일로 저장")
     args = parser.parse_args(argv)
-    try:
-        result = run(args.trials, args.memory, progress=lambda text: print(text, file=sys.stderr, flush=True),
-                     with_breakdown=args.breakdown)
-    except VmkitError as exc:
-        print(f"오류: {exc}", file=sys.stderr)
-        return 2
-    print(summary(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0
-
+    return finish(lambda: run(args.trials, args.memory, progress=say, with_breakdown=args.breakdown),
+                  summary, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())

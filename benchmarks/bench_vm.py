@@ -15,7 +15,6 @@ and a snapshot's size, save time and restore-to-ready time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ import psutil  # noqa: E402
 
 from vmkit import artifacts as artifacts_mod  # noqa: E402
 from vmkit import background, qemu  # noqa: E402
+from benchmarks.common import finish, say  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import parse_memory  # noqa: E402
 from vmkit.vm import VM  # noqa: E402
@@ -219,17 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accel", default="auto", help="vmkit 쪽 가속기 auto|kvm|tcg (기본 auto)")
     parser.add_argument("--json", metavar="OUT", help="결과를 JSON 파일로 저장")
     args = parser.parse_args(argv)
-    try:
-        result = run(args.trials, args.memory, args.accel,
-                     progress=lambda text: print(text, file=sys.stderr, flush=True))
-    except VmkitError as exc:
-        print(f"오류: {exc}", file=sys.stderr)
-        return 2
-    print(summary(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0
-
+    return finish(lambda: run(args.trials, args.memory, args.accel, progress=say), summary, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,6 @@ Prints one Korean table of medians and ratios and writes everything to a JSON fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench_container, bench_vm  # noqa: E402
+from benchmarks.common import finish, say  # noqa: E402
 from vmkit import compare  # noqa: E402
-from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import pad  # noqa: E402
 
 MiB = 1 << 20
@@ -35,7 +34,7 @@ ANCHORS = {
 }
 
 
-def run(trials: int, vms: int, containers: int, say=print) -> dict:
+def run(trials: int, vms: int, containers: int, say=say) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -86,17 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--containers", type=int, default=200, help="밀도: 동시에 띄울 컨테이너 수")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
-    try:
-        result = run(args.trials, args.vms, args.containers,
-                     say=lambda text: print(text, file=sys.stderr, flush=True))
-    except VmkitError as exc:
-        print(f"오류: {exc}", file=sys.stderr)
-        return 2
-    print(table(result))
-    Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
-    print(f"\nJSON: {args.json} ({result['seconds']} s)")
-    return 0
-
+    return finish(lambda: run(args.trials, args.vms, args.containers, say=say), table, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())
