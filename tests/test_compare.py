@@ -155,3 +155,19 @@ def test_memory_minimum_follows_the_kinds():
         compare.compare(trials=1, memory="64M", kinds=("vm", "container"))
     with pytest.raises(InvalidInput, match="최소"):
         compare.density("container", 1, memory="4M")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["vm", "container"])
+def test_workload_panel_starts_shows_phases_and_stops(docker_engine, guest_artifacts, kind):
+    from vmkit.widgets import WorkloadPanel
+
+    panel = WorkloadPanel(kind=kind, memory="128M")
+    panel.start()
+    panel.job.wait(120)
+    assert "준비 완료" in panel.status.value, panel.status.value
+    assert "단계(phase)" in panel.phases.value and "커널(kernel)" in panel.details.value
+    assert panel.workload is not None and not panel.stop_button.disabled
+    panel.close()
+    assert panel.workload is None
+    assert not qemu_children() and not session_containers()

@@ -39,6 +39,8 @@ def cmd_doctor(args) -> int:
         print(f" {_mark(q['usable'])} QEMU: {q['path'] or '-'} {q['version'] or ''}")
         for name, st in report["accelerators"].items():
             print(f" {_mark(st['usable'])} 가속기(accelerator) {name.upper()}: {st['reason']}")
+        if not report["accelerators"]["kvm"]["usable"] and report["accelerators"]["tcg"]["usable"]:
+            print("     → VM은 TCG(소프트웨어 에뮬레이션)로 실행합니다: 느리지만 어디서나 됩니다.")
         print(f" {_mark(d['usable'])} 도커 엔진(Docker Engine): {d['reason']}"
               + (f" [{d['endpoint']}]" if d["endpoint"] else ""))
         print(f" {_mark(g['ready'])} 게스트(guest): {g['reason']}")
@@ -151,3 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("중단했습니다.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vmkit doctor | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0

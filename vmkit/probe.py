@@ -125,8 +125,6 @@ def accel_status(accel: str, refresh: bool = False) -> dict:
     else:
         reason = f"{label} 시험 부팅(boot probe) 실패: {result.reason}." + \
             (_kvm_module_note() if accel == "kvm" else "")
-        if accel == "kvm":
-            reason += " 그래서 TCG(소프트웨어 에뮬레이션)를 씁니다."
     status = {"usable": result.ok, "reason": reason, "probe_s": round(result.seconds, 3)}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
