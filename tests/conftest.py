@@ -46,6 +46,14 @@ def no_qemu_left_behind(request):
     assert not left, f"QEMU left running after the test: {[p.pid for p in left]}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_at_the_end():
+    """After the whole run: no QEMU of ours, no container of this session."""
+    yield
+    assert not qemu_children(), "QEMU still running at the end of the test session"
+    assert not session_containers(), "containers of this test session still exist"
+
+
 @pytest.fixture(scope="session")
 def guest_artifacts():
     """The current guest artifacts, built if missing (as `vmkit fetch` does)."""
