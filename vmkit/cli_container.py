@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import platform
 
 from .container import PHASE_LABELS, Container
+from .cli import emit_json
 from .units import format_bytes
+from .workload import guest_view
 
 
 def add_parser(subparsers) -> None:
@@ -35,10 +36,7 @@ def run_report(container: Container, timeout: float = 60.0, on_phase=None) -> di
         security = container.security()
     finally:
         container.stop()
-    guest = dict(trace.guest)
-    guest["kernel"] = kernel
-    guest["mem_total_bytes"] = usage.guest_mem_total_bytes or guest.get("mem_total_bytes")
-    guest["mem_available_bytes"] = usage.guest_mem_available_bytes or guest.get("mem_available_bytes")
+    guest = guest_view(trace, usage, kernel)
     return {"kind": "container", "name": container.name, "id": container.short_id,
             "image": container.image, "memory_bytes": container.memory_bytes, "cpus": container.cpus,
             "pids_limit": container.pids_limit, "ready_s": trace.ready_s, "phases": trace.seconds(),
@@ -50,7 +48,7 @@ def cmd_run(args) -> int:
     container = Container(memory=args.memory, cpus=args.cpus, image=args.image,
                           pids_limit=args.pids_limit)  # bad input fails here
     if args.json:
-        print(json.dumps(run_report(container, args.timeout), ensure_ascii=False, indent=2, default=str))
+        emit_json(run_report(container, args.timeout))
         return 0
 
     def show(name: str, seconds: float) -> None:
@@ -104,7 +102,7 @@ def cmd_cleanup(args) -> int:
         except Exception as exc:  # the VM side is optional here
             report["vm_error"] = str(exc)
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        emit_json(report)
         return 0
     verb = "지울 것" if args.dry_run else "지움"
     if endpoint is None:

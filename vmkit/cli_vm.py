@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import platform
 
+from .cli import emit_json
 from .units import format_bytes
+from .workload import guest_view
 from .vm import PHASE_LABELS, VM
 
 
@@ -29,10 +30,7 @@ def boot_report(vm: VM, timeout: float = 60.0, on_phase=None) -> dict:
         vcpus = vm.vcpus()
     finally:
         vm.stop()
-    guest = dict(trace.guest)
-    guest["kernel"] = kernel
-    guest["mem_total_bytes"] = usage.guest_mem_total_bytes or guest.get("mem_total_bytes")
-    guest["mem_available_bytes"] = usage.guest_mem_available_bytes or guest.get("mem_available_bytes")
+    guest = guest_view(trace, usage, kernel)
     return {"kind": "vm", "name": vm.name, "accel": trace.accel, "accel_reason": trace.accel_reason,
             "memory_bytes": vm.memory_bytes, "cpus": vm.cpus, "ready_s": trace.ready_s,
             "phases": trace.seconds(), "usage": usage.to_dict(), "guest": guest,
@@ -43,7 +41,7 @@ def cmd_boot(args) -> int:
     vm = VM(memory=args.memory, cpus=args.cpus, accel=args.accel)  # bad input fails here
     if args.json:
         report = boot_report(vm, args.timeout)
-        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        emit_json(report)
         return 0
 
     def show(name: str, seconds: float) -> None:

@@ -699,12 +699,7 @@ class Container(Workload):
             self._usage_from_stats(usage)
         self._shim_usage(usage)
         if inside and self._state == "running":
-            try:
-                meminfo = self.meminfo()
-                usage.guest_mem_total_bytes = meminfo.get("MemTotal")
-                usage.guest_mem_available_bytes = meminfo.get("MemAvailable")
-            except WorkloadError:
-                pass
+            self._read_inside_memory(usage)
         return usage
 
     def _usage_from_cgroup(self, usage: ContainerUsage) -> bool:
@@ -802,9 +797,6 @@ class Container(Workload):
             raise WorkloadError(f"컨테이너 '{self.name}'를 다시 실행(unpause)하지 못했습니다.",
                                 _engine_message(exc)) from None
         self._state = "running"
-
-    def kernel_release(self) -> str:
-        return self.guest("uname -r").strip()
 
 
 # ---------------------------------------------------------------- engine connection

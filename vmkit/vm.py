@@ -703,12 +703,7 @@ class VM(Workload):
         usage = VMUsage(**base.to_dict(), accel=self.accel, accel_reason=self.accel_reason,
                         guest_ram_bytes=self.memory_bytes)
         if pid and self._ready and not self._paused:
-            try:
-                mem = self.meminfo()
-                usage.guest_mem_total_bytes = mem.get("MemTotal")
-                usage.guest_mem_available_bytes = mem.get("MemAvailable")
-            except WorkloadError:
-                pass
+            self._read_inside_memory(usage)
         return usage
 
     # ------------------------------------------------------------ snapshot and restore

@@ -116,6 +116,15 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return values
 
 
+def guest_view(trace: Trace, usage: Usage, kernel: str) -> dict[str, Any]:
+    """What the workload reported about itself, with the latest kernel and memory figures."""
+    guest = dict(trace.guest)
+    guest["kernel"] = kernel
+    guest["mem_total_bytes"] = usage.guest_mem_total_bytes or guest.get("mem_total_bytes")
+    guest["mem_available_bytes"] = usage.guest_mem_available_bytes or guest.get("mem_available_bytes")
+    return guest
+
+
 class Workload(abc.ABC):
     """One VM or one container: start, look inside, measure, stop.
 
@@ -177,6 +186,17 @@ class Workload(abc.ABC):
 
     @abc.abstractmethod
     def resume(self) -> None: ...
+
+    def _read_inside_memory(self, usage: Usage) -> None:
+        """Fill `usage.guest_mem_*` from /proc/meminfo inside; left empty if it can't answer."""
+        from .errors import WorkloadError
+
+        try:
+            mem = self.meminfo()
+        except WorkloadError:
+            return
+        usage.guest_mem_total_bytes = mem.get("MemTotal")
+        usage.guest_mem_available_bytes = mem.get("MemAvailable")
 
     def kernel_release(self) -> str:
         """`uname -r` as the workload sees it."""
