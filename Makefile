@@ -48,7 +48,8 @@ test: setup
 	$(VMKIT) engine exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: setup
-	$(VMKIT) engine exec -- $(BIN)/jupyter-lab --ip=127.0.0.1 --no-browser labs
+	$(VMKIT) engine exec -- $(BIN)/jupyter-lab --ip=127.0.0.1 --no-browser \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=labs
 
 bench: setup
 	$(VMKIT) engine exec -- $(BIN)/python benchmarks/report.py --json bench-results.json
