@@ -545,10 +545,16 @@ class Container(Workload):
             self._state = "exited"
         return None
 
-    def _fill_exit_from_inspect(self) -> None:
+    def _inspect_state(self) -> dict | None:
+        """The engine's State of this container, or None if it can't be had (best effort)."""
         try:
-            state = self._client.api.inspect_container(self.id)["State"]
+            return self._client.api.inspect_container(self.id)["State"]
         except Exception:
+            return None
+
+    def _fill_exit_from_inspect(self) -> None:
+        state = self._inspect_state()
+        if state is None:
             return
         code = state.get("ExitCode")
         if state.get("Error"):
@@ -655,9 +661,8 @@ class Container(Workload):
     # ------------------------------------------------------------ host side
     def _inspect_host_side(self) -> None:
         """The container's first process as the host sees it, and its cgroup files."""
-        try:
-            state = self._client.api.inspect_container(self.id)["State"]
-        except Exception:
+        state = self._inspect_state()
+        if state is None:
             return
         self.host_pid = state.get("Pid") or None
         self._cgroup = _Cgroup.find(self.host_pid, self.id) if self.host_pid else None
