@@ -4,7 +4,9 @@ A Jupyter kernel already runs an asyncio loop, so `asyncio.run` fails inside a n
 vmkit therefore runs every coroutine (QMP above all) on one private loop in a background
 thread and offers synchronous calls to notebooks. Child processes (QEMU) are spawned from
 that long-lived thread with PR_SET_PDEATHSIG, so they are killed even when the Python
-process is SIGKILLed (a notebook kernel restarted mid-boot).
+process is SIGKILLed (a notebook kernel restarted mid-boot), and in a session of their own,
+so that Jupyter's "Interrupt" (SIGINT to the kernel's whole process group) does not reach
+them.
 """
 
 from __future__ import annotations
@@ -74,12 +76,17 @@ def _on_loop_thread() -> bool:
     return _loop is not None and threading.current_thread().name == "vmkit-loop"
 
 
+#: Resolved once at import: loading a library in a forked child of a threaded process
+#: (preexec_fn) can deadlock on the dynamic loader's lock held by another thread.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent() -> None:
     """preexec_fn: SIGKILL this child when the thread that spawned it ends."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start a child from the loop thread, tied to this process's life (see module doc)."""
-    return call(lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs))
+    """Start a child from the loop thread, tied to this process's life, in its own session."""
+    return call(lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent,
+                                         start_new_session=True, **kwargs))

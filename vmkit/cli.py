@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from importlib import import_module
 
@@ -144,15 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import reaper
+
     args = build_parser().parse_args(argv)
+    reaper.raise_on_termination()  # SIGTERM/SIGHUP stop what this command started
     try:
         return args.handler(args)
     except VmkitError as exc:
         print(f"오류: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("중단했습니다.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"중단했습니다 ({signal.Signals(signum).name}): 시작한 VM과 컨테이너는 정리했습니다.",
+              file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:  # `vmkit doctor | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0

@@ -299,8 +299,10 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
     used_before = psutil.virtual_memory().used
     started = time.monotonic()
 
+    halt = threading.Event()  # set when the caller is interrupted: start nothing more
+
     def start_one(index: int) -> None:
-        if result.limit:
+        if result.limit or halt.is_set():
             return
         if psutil.virtual_memory().available < DENSITY_RESERVE + memory_bytes:
             result.limit = (f"호스트(host)의 남은 메모리가 {DENSITY_RESERVE >> 20} MiB 아래로 "
@@ -320,8 +322,12 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
                 on_progress(len(running), count)
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+        try:
             list(pool.map(start_one, range(count)))
+        finally:
+            halt.set()
+            pool.shutdown(wait=True, cancel_futures=True)
         result.started = len(running)
         result.last_ready_s = max(result.ready_s) if result.ready_s else None
         for workload in running:

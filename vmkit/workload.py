@@ -146,6 +146,9 @@ class Workload(abc.ABC):
     # -- lifecycle
     def start(self, timeout: float = 60.0, on_phase: Callable[[str, float], None] | None = None) -> Trace:
         """Start and block until ready; on any failure everything started is stopped."""
+        from . import reaper
+
+        reaper.install()  # a SIGTERM to this process stops its workloads first
         self.trace = Trace(kind=self.kind, on_phase=on_phase)
         try:
             self._start(timeout)
