@@ -6,23 +6,29 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import docker
+import psutil
 import pytest
+import requests
 
 from vmkit import cleanup, cli_container
+from vmkit import container as container_mod
 from vmkit import engine as engine_mod
 from vmkit.container import Container
-from vmkit.errors import EngineError, InvalidInput, WorkloadError, WorkloadTimeout
+from vmkit.errors import InvalidInput, WorkloadError, WorkloadTimeout
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -244,13 +250,6 @@ def test_start_failures_leave_nothing(client):
     assert not mine(client)
 
 
-def test_no_engine(client, monkeypatch, tmp_path):
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
-    monkeypatch.setenv("VMKIT_STATE", str(tmp_path / "state"))
-    with pytest.raises(EngineError, match="vmkit engine start"):
-        Container(memory="32M").start(timeout=10)
-
-
 def test_run_json(client, capsys):
     args = argparse.Namespace(memory="64M", cpus="1", image=None, pids_limit=64, timeout=30.0, json=True)
     assert cli_container.cmd_run(args) == 0
@@ -264,34 +263,290 @@ def test_run_json(client, capsys):
     assert not client.api.containers(all=True, filters={"name": report["name"]})
 
 
-def test_engine_restart_mid_run(monkeypatch, guest_artifacts):
-    """A second private engine (its own state dir) is stopped and started under a container."""
-    if os.geteuid() != 0:
-        pytest.skip("starting a private engine needs root")
-    state = tempfile.mkdtemp(prefix="vk-", dir="/tmp")  # short: unix socket paths are limited
-    monkeypatch.setenv("VMKIT_STATE", state)
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    if engine_mod.find() is not None and not engine_mod.find().private:
-        pytest.skip("another engine answers first")
-    endpoint = engine_mod.start()
-    monkeypatch.setenv("DOCKER_HOST", endpoint.url)
+# ---------------------------------------------------------------- stop interrupted
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, requests.exceptions.ReadTimeout])
+def test_interrupted_stop_keeps_the_container(client, monkeypatch, failure):
+    """A stop the engine did not finish leaves the container live and pending; it is retried."""
+    c = Container(memory="16M", stop_timeout=1)
+    c.start()
     try:
-        c = Container(memory="32M")
-        c.start()
-        try:
-            engine_mod.stop()
-            with pytest.raises(EngineError):
-                c.guest("true")
-            engine_mod.start()
-            with pytest.raises(WorkloadError, match="engine"):
-                c.guest("true")
-        finally:
-            c.stop()
-        other = docker.DockerClient(base_url=endpoint.url)
-        try:
-            assert not other.api.containers(all=True, filters={"label": f"{cleanup.OWNER}=vmkit"})
-        finally:
-            other.close()
+        api = c._client.api
+        real_stop = api.stop
+        calls = []
+
+        def stop_once(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 1:
+                raise failure()  # Jupyter's Interrupt, or the engine not answering in time
+            return real_stop(*args, **kwargs)
+
+        monkeypatch.setattr(api, "stop", stop_once)
+        if failure is KeyboardInterrupt:
+            with pytest.raises(KeyboardInterrupt):
+                c.stop()
+            assert c.last_stop["method"] == "interrupted"
+        else:
+            c.stop()  # an engine error is reported, not raised
+            assert c.last_stop["method"] == "failed" and "error" in c.last_stop
+        assert client.api.inspect_container(c.id)["State"]["Running"]
+        assert c in container_mod.running() and c.state == "running"
+        assert c.id in cleanup._pending  # the next start's sweep would remove it, too
+        assert c.guest("echo still").strip() == "still"
+        c.stop()  # the retry (as the exit handler would do)
+        assert len(calls) == 2 and c.state == "removed"
+        assert c.last_stop["method"] == "SIGTERM" and "error" not in c.last_stop
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_container(c.id)
+        assert c not in container_mod.running() and c.id not in cleanup._pending
     finally:
-        engine_mod.stop()
-        subprocess.run(["rm", "-rf", "--one-file-system", state], check=False)
+        monkeypatch.undo()
+        c.stop()
+
+
+def test_sweep_removes_a_container_whose_stop_failed(client, monkeypatch):
+    c = Container(memory="16M")
+    c.start()
+    try:
+        def refuse(*args, **kwargs):
+            raise requests.exceptions.ReadTimeout()
+
+        monkeypatch.setattr(c._client.api, "remove_container", refuse)
+        c.stop()
+        monkeypatch.undo()
+        assert c.last_stop["method"] == "failed"
+        client.api.inspect_container(c.id)  # still there
+        swept = cleanup.sweep(c._client, c._url)  # pending: swept at once, not every 30 s
+        assert c.id in {item["id"] for item in swept}
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_container(c.id)
+        c.stop()
+        assert c.state == "removed" and c.last_stop["method"] == "already-removed"
+    finally:
+        monkeypatch.undo()
+        c.stop()
+
+
+# ---------------------------------------------------------------- bounded output
+
+def peak_rss_growth(function) -> int:
+    """How far this process's RSS rose above where it was while `function` ran."""
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        function()
+    finally:
+        done.set()
+        sampler.join()
+    return peak[0] - base
+
+
+def still_running(c: Container, names: tuple[str, ...]) -> list[tuple[int, str]]:
+    """The container's host processes called one of `names`."""
+    found = []
+    for pid in c.host_pids():
+        try:
+            name = psutil.Process(pid).name()
+        except psutil.NoSuchProcess:
+            continue
+        if name in names:
+            found.append((pid, name))
+    return found
+
+
+def test_exec_output_bounded_and_timed_out_tree_killed(client):
+    with Container(memory="32M") as c:
+        def endless():
+            began = time.monotonic()
+            with pytest.raises(WorkloadTimeout):
+                c.guest("yes", timeout=2)
+            assert time.monotonic() - began < 4
+
+        assert peak_rss_growth(endless) < 6 * MiB  # unbounded, `yes` adds over 100 MiB in 2 s
+        # A pipeline: the shell, `yes` and `cat` are all killed, not only the shell.
+        with pytest.raises(WorkloadTimeout):
+            c.guest("yes | cat", timeout=1)
+        with pytest.raises(WorkloadTimeout):
+            c.guest("yes > /dev/null & yes | cat > /dev/null", timeout=1)
+        # Killed processes take a moment to die and be reaped by the container's init (the agent).
+        deadline = time.monotonic() + 3
+        while still_running(c, ("yes", "cat")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not still_running(c, ("yes", "cat"))
+        assert "yes" not in c.guest("ps -o comm").split()
+        # Output past the limit is read to the end, dropped, and said to be cut.
+        out = c.guest("head -c 3145728 /dev/zero | tr '\\0' y; echo; echo done >&2", timeout=20)
+        assert c.last_rc == 0 and "output truncated" in out
+        assert out.count("y") == container_mod.EXEC_OUTPUT_MAX
+
+
+def test_console_line_bounded(client):
+    """A main command printing 4 MiB without a newline: the line buffer stays small."""
+    size = 4 * MiB
+    hog = ["sh", "-c", f"echo VMKIT-READY; head -c {size} /dev/zero | tr '\\0' x; exec sleep 60"]
+    c = Container(memory="32M", command=hog, stop_timeout=1)
+    received = []
+    c.on_console(lambda line: received.append(len(line)))
+    with c:
+        deadline = time.monotonic() + 20
+        while sum(received) + len(c._line) < size and time.monotonic() < deadline:
+            assert len(c._line) <= container_mod.CONSOLE_LINE_MAX
+            time.sleep(0.05)
+        assert len(c._line) <= container_mod.CONSOLE_LINE_MAX
+        assert sum(received) + len(c._line) == size + len("VMKIT-READY")
+        assert max(received) == container_mod.CONSOLE_LINE_MAX
+
+
+# ---------------------------------------------------------------- whose container is it
+
+def live_child_labels(child: subprocess.Popen) -> dict[str, str]:
+    found = cleanup.labels()
+    found.update({cleanup.PID: str(child.pid), cleanup.PID_START: str(cleanup.start_ticks(child.pid)),
+                  cleanup.SESSION: "someone-else"})
+    return found
+
+
+def test_owner_state_dead_only_when_provably_so(monkeypatch):
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        found = live_child_labels(child)
+        assert cleanup.owner_state(found)[0] == "alive"
+        assert cleanup.owner_state({**found, cleanup.BOOT_ID: "another-boot"})[0] == "dead"
+        ticks = int(found[cleanup.PID_START])
+        assert "pid reuse" in cleanup.owner_state({**found, cleanup.PID_START: str(ticks + 1)})[1]
+        # A container made before the namespace label existed is judged as before.
+        assert cleanup.owner_state({k: v for k, v in found.items() if k != cleanup.PID_NS})[0] == "alive"
+        # Made in another PID namespace: its pid means nothing here.
+        assert cleanup.owner_state({**found, cleanup.PID_NS: "pid:[1]"})[0] == "unknown"
+        # A hidden /proc entry (hidepid=2 answers "no such file"): the process still exists.
+        hidden = f"/proc/{child.pid}/stat"
+
+        def hiding_open(path, *args, **kwargs):
+            if path == hidden:
+                raise FileNotFoundError(path)
+            return open(path, *args, **kwargs)
+
+        monkeypatch.setattr(cleanup, "open", hiding_open, raising=False)
+        assert cleanup.owner_state(found)[0] == "unknown"
+        child.kill()
+        child.wait()
+        assert cleanup.owner_state(found)[0] == "dead"  # hidden *and* gone (kill: ESRCH)
+        monkeypatch.undo()
+        assert cleanup.owner_state(found)[0] == "dead"
+    finally:
+        child.kill()
+        child.wait()
+    zombie = subprocess.Popen(["sh", "-c", "read x"], stdin=subprocess.PIPE)
+    try:
+        found = live_child_labels(zombie)
+        zombie.stdin.close()  # it ends; not waited for, it stays a zombie
+        deadline = time.monotonic() + 5
+        while (cleanup._stat(zombie.pid) or ["?"])[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cleanup.owner_state(found)[0] == "dead"
+    finally:
+        zombie.wait()
+
+
+def test_run_label(monkeypatch):
+    monkeypatch.setenv("VMKIT_RUN", "run-42")
+    assert cleanup.labels()[cleanup.RUN] == "run-42"
+    monkeypatch.delenv("VMKIT_RUN")
+    assert cleanup.RUN not in cleanup.labels()
+
+
+def test_run_label_on_a_real_container(client, monkeypatch):
+    run = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("VMKIT_RUN", run)
+    with Container(memory="16M") as c:
+        found = client.api.containers(all=True, filters={"label": f"{cleanup.RUN}={run}"})
+        assert [info["Id"] for info in found] == [c.id]
+
+
+def need_namespaces():
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("needs root, unshare and setpriv")
+
+
+HIDDEN_CHILD = "import json, sys; from vmkit import cleanup; print(cleanup.owner_state(json.loads(sys.argv[1]))[0])"
+
+
+@pytest.mark.parametrize("proc_options, expected", [("hidepid=2", "unknown"), (None, "alive")])
+def test_owner_hidden_by_hidepid(client, proc_options, expected):
+    """Seen by another user through a /proc with hidepid, a live owner is not taken for dead.
+
+    The /proc with hidepid is a new proc instance in a private mount namespace of the child:
+    the host's /proc is not touched.
+    """
+    need_namespaces()
+    mount = f"mount -t proc -o {proc_options} proc /proc && " if proc_options else ""
+    with Container(memory="16M") as c:
+        found = client.api.inspect_container(c.id)["Config"]["Labels"]
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             mount + 'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh",
+             sys.executable, "-c", HIDDEN_CHILD, json.dumps(found)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
+
+
+NS_CHILD = textwrap.dedent("""
+    import sys
+    from vmkit import cleanup
+    from vmkit.container import Container
+    c = Container(memory="16M")
+    c.start()
+    print(c.id, cleanup._proc_is_ours(), flush=True)
+    sys.stdin.read()
+    c.stop()
+""")
+
+
+def test_container_made_in_another_pid_namespace_is_kept(client):
+    """Made by pid 1 of a new PID namespace: not a leftover (here pid 1 is someone else)."""
+    need_namespaces()
+    child = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                              sys.executable, "-c", NS_CHILD], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child_id = None
+    try:
+        child_id, ours = child.stdout.readline().split()
+        assert ours == "True"
+        found = client.api.inspect_container(child_id)["Config"]["Labels"]
+        assert found[cleanup.PID] == "1" and found[cleanup.PID_NS] != cleanup.pid_namespace()
+        assert cleanup.owner_state(found)[0] == "unknown"
+        assert child_id not in {item["id"] for item in cleanup.leftovers(client)}
+        child.stdin.close()  # the child stops its container and ends
+        assert child.wait(30) == 0
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_container(child_id)
+    finally:
+        if child.poll() is None:
+            child.kill()  # --kill-child: the namespace's pid 1 goes, too
+            child.wait(10)
+        if child_id:
+            try:
+                client.api.remove_container(child_id, force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def test_proc_of_another_namespace_is_not_trusted():
+    """After a bare `unshare --pid`, /proc still shows the parent namespace: pids can't be checked."""
+    need_namespaces()
+    script = "from vmkit import cleanup; print(cleanup._proc_is_ours(), cleanup.owner_state(cleanup.labels())[0])"
+    result = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", script],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "unknown"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from vmkit import qemu
 from vmkit import vm as vm_mod
 from vmkit.errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
 from vmkit.vm import VM, read_snapshot_stamp
@@ -59,7 +60,7 @@ def assert_gone(vm: VM, pid: int | None, runtime_dir: Path | None) -> None:
 def shared_vm(guest_artifacts):
     """One booted guest for the read-only checks of `TestSharedGuest` (class scope, so
     it is stopped before the tests that boot their own guests look for leftovers)."""
-    vm = VM(memory="256M", cpus=1, accel="tcg", name=f"test-shared-{os.getpid()}")
+    vm = VM(memory="256M", cpus=1, accel="auto", name=f"test-shared-{os.getpid()}")
     vm.start(timeout=60)
     pid, rundir = vm.pid, vm.runtime_dir
     yield vm
@@ -138,13 +139,6 @@ def test_kvm_fails_fast_when_unusable(guest_artifacts):
     assert vm.proc is None
 
 
-@pytest.mark.integration
-def test_auto_accel_records_why(guest_artifacts):
-    vm = VM(accel="auto")
-    accel, reason = vm._resolve_accel()
-    assert accel in ("kvm", "tcg") and reason
-
-
 # ------------------------------------------------------------ one shared guest, read-only
 
 @pytest.mark.integration
@@ -155,10 +149,19 @@ class TestSharedGuest:
         trace = shared_vm.trace
         assert_monotonic(trace, [p for p in BOOT_PHASES if p in trace.phases])
         assert set(BOOT_PHASES) <= set(trace.phases)
-        assert trace.accel == "tcg" and trace.accel_reason
+        assert trace.accel in ("kvm", "tcg") and trace.accel_reason
         assert 0 < trace.ready_s < 60
         # The guest's own clock started after QEMU did, so its uptime is below ready_s.
         assert 0 < trace.guest["uptime_s"] <= trace.seconds()["agent"]
+
+    def test_auto_accel_follows_the_probe_and_qemu_agrees(self, shared_vm):
+        """accel='auto' took what the host probe decided, said why, and QEMU runs that way."""
+        usable, reason = vm_mod.kvm_status()
+        assert shared_vm.accel == ("kvm" if usable else "tcg")
+        assert reason in shared_vm.trace.accel_reason
+        assert shared_vm.qmp("query-kvm")["enabled"] is usable
+        cmdline = psutil.Process(shared_vm.pid).cmdline()
+        assert cmdline[cmdline.index("-accel") + 1].split(",")[0] == shared_vm.accel
 
     def test_guest_memory_is_70_to_100_percent(self, shared_vm):
         total = shared_vm.meminfo()["MemTotal"]
@@ -178,7 +181,7 @@ class TestSharedGuest:
         assert 32 * MiB < usage.rss_bytes < 2048 * MiB
         assert 0 < usage.pss_bytes <= usage.rss_bytes * 1.01
         assert usage.cpu_user_s + usage.cpu_system_s > 0
-        assert usage.processes == 1 and usage.accel == "tcg"
+        assert usage.processes == 1 and usage.accel == shared_vm.accel
         assert usage.guest_ram_bytes == 256 * MiB
         assert 0 < usage.guest_mem_available_bytes < usage.guest_mem_total_bytes
         assert usage.to_dict()["rss_bytes"] == usage.rss_bytes
@@ -327,6 +330,117 @@ def test_two_vms_at_once(fresh):
     assert first.running
 
 
+@pytest.mark.integration
+def test_runaway_guest_command_is_killed_and_its_output_bounded(fresh):
+    """`guest("yes")`: the host keeps a bounded answer, the guest kills the command at the
+    timeout, and the next request is not stuck behind it."""
+    from vmkit.agent_channel import OUTPUT_LIMIT
+
+    vm = fresh(memory="128M")
+    rss_before = psutil.Process().memory_info().rss
+    started = time.monotonic()
+    with pytest.raises(WorkloadTimeout) as info:
+        vm.guest("yes", timeout=3)
+    assert "강제 종료" in str(info.value)
+    assert vm.guest("echo next", timeout=10).strip() == "next"
+    assert time.monotonic() - started < 10
+    assert vm.guest("pidof yes; echo rc=$?").strip() == "rc=1", "yes still runs in the guest"
+    out = vm.guest("head -c 1500000 /dev/zero | tr '\\0' x", timeout=60)
+    assert out.startswith("x" * 1000) and "output truncated" in out
+    assert OUTPUT_LIMIT <= len(out) < OUTPUT_LIMIT + 500
+    assert psutil.Process().memory_info().rss - rss_before < 64 * MiB
+
+
+@pytest.mark.integration
+def test_failed_snapshot_leaves_the_guest_running(fresh, tmp_path):
+    vm = fresh(memory="128M")
+    with pytest.raises(WorkloadError) as info:
+        vm.snapshot(tmp_path / "no-such-dir" / "guest.vmkit")
+    assert "스냅샷 파일(snapshot file)" in str(info.value)
+    assert vm.status() == "running"
+    assert vm.guest("echo still").strip() == "still"
+
+
+@pytest.mark.integration
+def test_snapshot_file_never_puts_options_on_qemus_command_line(fresh, tmp_path, monkeypatch,
+                                                                 guest_artifacts):
+    """A snapshot's header is data anyone can write: its qemu_args never reach QEMU."""
+    from vmkit import background
+
+    vm = fresh(memory="128M")
+    path = tmp_path / "guest.vmkit"
+    vm.snapshot(path)
+    vm.stop()
+    marker = tmp_path / "written-by-qemu.log"
+    head = path.read_bytes()[:vm_mod.SNAPSHOT_HEADER]
+    stamp = json.loads(head[len(vm_mod.SNAPSHOT_MAGIC):].split(b"\n", 1)[0])
+
+    def forge(**changes) -> Path:
+        forged = dict(stamp, **changes)
+        header = vm_mod.SNAPSHOT_MAGIC + json.dumps(forged).encode() + b"\n"
+        with open(path, "r+b") as stream:
+            stream.write(header.ljust(vm_mod.SNAPSHOT_HEADER, b"\0"))
+        return path
+
+    spawned: list[list[str]] = []
+    real_spawn = background.spawn
+    monkeypatch.setattr(background, "spawn", lambda argv, **kw: spawned.append(argv) or real_spawn(argv, **kw))
+    evil = ["-D", str(marker), "-d", "guest_errors"]
+    # The options alone changed: they are ignored, the restore runs as made.
+    restored = VM.restore(forge(qemu_args=evil, kernel_args="init=/bin/evil"))
+    try:
+        assert restored.guest("echo ok").strip() == "ok"
+    finally:
+        restored.stop()
+    assert spawned and not any(arg in spawned[-1] for arg in ("-D", str(marker), "init=/bin/evil"))
+    assert not marker.exists()
+    # The options and their digest changed together: refused before QEMU starts.
+    forged_vm = VM(memory=128, accel=stamp["accel"], qemu_args=evil)
+    forged_vm.accel = stamp["accel"]
+    digest = forged_vm._stamp(guest_artifacts, qemu.qemu_binary())["options"]
+    spawned.clear()
+    with pytest.raises(InvalidInput) as info:
+        VM.restore(forge(qemu_args=evil, options=digest))
+    assert "qemu_args" in str(info.value) and "보안" in str(info.value)
+    assert not spawned and not marker.exists()
+
+
+@pytest.mark.integration
+def test_comma_in_the_state_path(guest_artifacts, monkeypatch):
+    """QEMU splits options at commas: a state dir with one must still work."""
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="vk,comma-", dir="/tmp"))
+    monkeypatch.setenv("VMKIT_STATE", str(state))
+    try:
+        vm = VM(memory="128M", accel="tcg")
+        vm.start(timeout=60)
+        try:
+            assert "," in str(vm.runtime_dir) and vm.runtime_dir.is_relative_to(state)
+            assert vm.status() == "running" and vm.guest("echo a,b").strip() == "a,b"
+        finally:
+            vm.stop()
+    finally:
+        subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
+def test_children_are_spawned_without_loading_libraries_after_fork(monkeypatch):
+    """preexec_fn runs in a forked copy of a threaded process: no dlopen there."""
+    import ctypes
+
+    from vmkit import background
+
+    def no_dlopen(*args, **kwargs):
+        raise AssertionError("ctypes.CDLL called after fork")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_dlopen)
+    proc = background.spawn(["sh", "-c", "grep -E '^(NSpid|Sid)' /proc/self/status; ps -o sid= -p $$"],
+                            stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert os.getsid(0) != proc.pid  # it ran in a session of its own
+
+
 # ------------------------------------------------------------ faults
 
 @pytest.mark.integration
@@ -356,6 +470,24 @@ def test_kernel_panic_reports_console(guest_artifacts):
         vm.start(timeout=30)
     assert "panic" in info.value.log.lower()
     assert vm.proc is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("phase", ["spawned", "qmp_ready"])
+def test_stop_from_another_thread_early_in_the_boot(guest_artifacts, phase):
+    """stop() lands between two steps of the boot: the Korean error, not AttributeError."""
+    vm = VM(accel="tcg", memory="128M")
+
+    def on_phase(name, _):
+        if name == phase:
+            stopper = threading.Thread(target=vm.stop)
+            stopper.start()
+            stopper.join(30)
+
+    with pytest.raises(WorkloadError) as info:
+        vm.start(timeout=30, on_phase=on_phase)
+    assert "stop()" in str(info.value)
+    assert vm.proc is None and vm.runtime_dir is None and vm._qmp is None
 
 
 @pytest.mark.integration

@@ -5,6 +5,11 @@ initramfs on Debian's cloud kernel, and the container image is imported from the
 same files. Everything lands under `cache_dir()/<version>/`; a version directory counts
 only once its `manifest.json` is written, and it is built under a temporary name and
 renamed into place, so an interrupted build never passes for a good one.
+
+The packages come from apt's current candidates, but a start never depends on them: when
+apt offers newer packages (after `apt-get update`) whose set is not built yet, the newest
+complete set built by this vmkit stays in use until `vmkit fetch` builds the new one.
+Only Debian 12 (bookworm) is supported: the cloud kernel package is Debian's.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ SCHEMA = 3
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 IMAGE_REPOSITORY = "vmkit/busybox"
+SUPPORTED_SYSTEM = "Debian 12 (bookworm)"
+OS_RELEASE = Path("/etc/os-release")
 #: Drivers the guest needs: virtio over MMIO (microvm) or PCI (q35), the console and
 #: virtio-serial port for the agent, and the balloon. Their dependencies are added.
 GUEST_MODULES = ("virtio_mmio", "virtio_pci", "virtio_console", "virtio_balloon")
@@ -47,6 +54,11 @@ class Package:
     sha256: str
     size: int
 
+    @property
+    def spec(self) -> str:
+        """`name=version`, as apt-get takes it."""
+        return f"{self.name}={self.version}"
+
 
 @dataclass(frozen=True)
 class Artifacts:
@@ -58,6 +70,8 @@ class Artifacts:
     kernel_package: str
     busybox_version: str
     modules: tuple[str, ...]
+    #: `guest_key()` of the vmkit that built the set; "" for sets built before it existed.
+    guest_key: str = ""
 
     @property
     def vmlinuz(self) -> Path:
@@ -100,7 +114,7 @@ def _run(argv: list[str], what: str, **kwargs) -> str:
     except FileNotFoundError:
         raise MissingComponent(
             f"{what}에 필요한 프로그램 `{argv[0]}`이(가) 없습니다.",
-            "Debian/Ubuntu 계열에서 `make setup`으로 준비하세요.",
+            f"{SUPPORTED_SYSTEM}에서 `make setup`으로 준비하세요.",
         ) from None
     if done.returncode != 0:
         raise ArtifactError(f"{what} 실패: `{' '.join(argv)}`\n{done.stderr.strip()[-2000:]}")
@@ -155,17 +169,51 @@ def resolve_package(name: str) -> Package:
                    int(fields.get("Size", 0)))
 
 
+def os_release() -> dict[str, str]:
+    """The fields of `OS_RELEASE` (ID, PRETTY_NAME, ...); empty if it cannot be read."""
+    try:
+        text = OS_RELEASE.read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            fields[key.strip()] = value.strip().strip("\"'")
+    return fields
+
+
+def _kernel_unknown(apt_said: str = "") -> ArtifactError:
+    """apt cannot name the cloud kernel: on Debian, refresh the lists; elsewhere, use Debian."""
+    info = os_release()
+    if info.get("ID") == "debian":
+        return ArtifactError(
+            f"apt에서 게스트 커널 패키지(package) {KERNEL_META_PACKAGE}가 가리키는 커널을 "
+            "찾지 못했습니다." + (f"\n{apt_said}" if apt_said else ""),
+            "`apt-get update`로 패키지 목록을 새로 받은 뒤 다시 시도하세요 (`make setup`이 합니다).",
+        )
+    name = info.get("PRETTY_NAME") or info.get("ID") or "알 수 없는 배포판"
+    return ArtifactError(
+        f"이 시스템({name})의 apt는 게스트 커널 패키지(package) {KERNEL_META_PACKAGE}를 모릅니다. "
+        f"이 패키지는 Debian에만 있어서 vmkit은 {SUPPORTED_SYSTEM}만 지원합니다 "
+        "(Ubuntu는 지원하지 않습니다).",
+        f"Ubuntu 등에서는 {SUPPORTED_SYSTEM} 안에서 실행하세요: Debian 12 가상 머신(VM), "
+        "WSL의 Debian 12, 또는 Debian 12 호스트(host)나 컨테이너(container)에서 "
+        "저장소를 받아 `make setup`을 실행하면 됩니다.",
+    )
+
+
 def resolve_kernel_package() -> Package:
     """The concrete cloud kernel package the meta package points at."""
-    depends = _apt_show(KERNEL_META_PACKAGE).get("Depends", "")
+    try:
+        depends = _apt_show(KERNEL_META_PACKAGE).get("Depends", "")
+    except ArtifactError as exc:
+        raise _kernel_unknown(str(exc)) from None
     for item in depends.split(","):
         name = item.strip().split(" ")[0]
         if name.startswith("linux-image-"):
             return resolve_package(name)
-    raise ArtifactError(
-        f"{KERNEL_META_PACKAGE}가 가리키는 커널 패키지를 찾지 못했습니다.",
-        "`apt-get update` 후 다시 시도하세요.",
-    )
+    raise _kernel_unknown()
 
 
 def sha256_file(path: Path) -> str:
@@ -178,7 +226,7 @@ def sha256_file(path: Path) -> str:
 
 def download_and_extract(package: Package, workdir: Path) -> Path:
     """`apt-get download` the package, check its SHA256 against apt's, unpack it."""
-    _run(["apt-get", "download", "-q", f"{package.name}={package.version}"],
+    _run(["apt-get", "download", "-q", package.spec],
          f"{package.name} 내려받기(download)", cwd=workdir)
     debs = list(workdir.glob(f"{package.name}_*.deb"))
     if len(debs) != 1:
@@ -325,13 +373,21 @@ def write_rootfs_tar(path: Path, entries) -> None:
 
 # ---------------------------------------------------------------- versions and the cache
 
-def version_key(kernel: Package, busybox: Package) -> str:
-    """A short hash of everything that shapes the artifacts."""
+def guest_key() -> str:
+    """A hash of vmkit's own share of every set: the layout, the modules, the guest scripts."""
     digest = hashlib.sha256()
-    for part in (str(SCHEMA), kernel.name, kernel.version, kernel.sha256, busybox.version,
-                 busybox.sha256, ",".join(GUEST_MODULES)):
+    for part in (str(SCHEMA).encode(), ",".join(GUEST_MODULES).encode(),
+                 guest_script("init"), guest_script("agent")):
+        digest.update(part + b"\0")
+    return digest.hexdigest()
+
+
+def version_key(kernel: Package, busybox: Package) -> str:
+    """A short hash of everything that shapes the artifacts: the packages and `guest_key()`."""
+    digest = hashlib.sha256()
+    for part in (kernel.name, kernel.version, kernel.sha256, busybox.version, busybox.sha256,
+                 guest_key()):
         digest.update(part.encode() + b"\0")
-    digest.update(guest_script("init") + b"\0" + guest_script("agent"))
     return digest.hexdigest()[:12]
 
 
@@ -342,7 +398,8 @@ def load(root: Path) -> Artifacts | None:
         artifacts = Artifacts(
             version=manifest["version"], root=root, kernel_release=manifest["kernel_release"],
             kernel_package=manifest["kernel_package"],
-            busybox_version=manifest["busybox_version"], modules=tuple(manifest["modules"]))
+            busybox_version=manifest["busybox_version"], modules=tuple(manifest["modules"]),
+            guest_key=manifest.get("guest_key", ""))
         if artifacts.sizes() != manifest["sizes"]:
             return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -356,20 +413,67 @@ def installed() -> list[Artifacts]:
     return sorted(found, key=lambda a: a.root.stat().st_mtime, reverse=True)
 
 
-def current(offline_ok: bool = True) -> Artifacts | None:
-    """The artifacts matching what apt offers now, or (offline) the newest in the cache."""
+def newest_built() -> Artifacts | None:
+    """The newest complete set built by this vmkit (same `guest_key()`), whatever its packages."""
+    key = guest_key()
+    return next((a for a in installed() if a.guest_key == key), None)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The set `vmkit fetch` builds now: from apt's candidate kernel and BusyBox."""
+
+    version: str
+    kernel: Package
+    busybox: Package
+
+
+def candidate() -> Candidate:
+    """Ask apt for the candidate packages and name the set they make."""
+    kernel, busybox = resolve_kernel_package(), resolve_package(BUSYBOX_PACKAGE)
+    return Candidate(version_key(kernel, busybox), kernel, busybox)
+
+
+@dataclass(frozen=True)
+class Status:
+    """The set in use, and the candidate when its set is not built yet."""
+
+    artifacts: Artifacts | None
+    unbuilt: Candidate | None = None
+
+    def update_note(self) -> str | None:
+        """Korean: a different set can be built with `vmkit fetch` (None if nothing to say)."""
+        a, c = self.artifacts, self.unbuilt
+        if a is None or c is None:
+            return None
+        return (f"apt에 새 패키지(package)가 있어 새 게스트 아티팩트(guest artifacts) {c.version}을(를) "
+                f"만들 수 있습니다: 커널(kernel) {c.kernel.spec}, BusyBox {c.busybox.version} "
+                f"(지금 쓰는 {a.version}: 커널 {a.kernel_package}, BusyBox {a.busybox_version}). "
+                "`vmkit fetch`로 만드세요.")
+
+
+def status(offline_ok: bool = True) -> Status:
+    """The candidate's set if built, else the newest set this vmkit built (see `Status`).
+
+    Without apt (offline, no lists) the newest built set is used unless `offline_ok` is False.
+    """
     try:
-        version = version_key(resolve_kernel_package(), resolve_package(BUSYBOX_PACKAGE))
+        wanted = candidate()
     except (ArtifactError, MissingComponent):
         if not offline_ok:
             raise
-        sets = installed()
-        return sets[0] if sets else None
-    return load(cache_dir() / version)
+        return Status(newest_built())
+    built = load(cache_dir() / wanted.version)
+    return Status(built) if built else Status(newest_built(), wanted)
+
+
+def current(offline_ok: bool = True) -> Artifacts | None:
+    """The artifacts to use now (see `status`), or None when no usable set is built."""
+    return status(offline_ok).artifacts
 
 
 def require() -> Artifacts:
-    """The current artifacts, or a Korean error that says how to get them."""
+    """The artifacts to use now (see `status`), or a Korean error that says how to get them."""
     artifacts = current()
     if artifacts is None:
         raise MissingComponent(
@@ -380,7 +484,7 @@ def require() -> Artifacts:
 
 
 def fetch(progress: bool = True, force: bool = False) -> Artifacts:
-    """Build the artifacts into the cache unless the current version is already there.
+    """Build apt's candidate set into the cache unless it is already there.
 
     A failure (disk full, an interrupted download, ...) leaves no partial version behind:
     the build happens in a temporary directory that is removed on any error.
@@ -398,9 +502,8 @@ def fetch(progress: bool = True, force: bool = False) -> Artifacts:
 def _fetch(progress: bool, force: bool) -> Artifacts:
     from tqdm.auto import tqdm
 
-    kernel = resolve_kernel_package()
-    busybox_pkg = resolve_package(BUSYBOX_PACKAGE)
-    version = version_key(kernel, busybox_pkg)
+    wanted = candidate()
+    kernel, busybox_pkg, version = wanted.kernel, wanted.busybox, wanted.version
     final = cache_dir() / version
     if not force and (done := load(final)):
         return done
@@ -436,18 +539,31 @@ def _fetch(progress: bool, force: bool) -> Artifacts:
         step(5)
         write_rootfs_tar(out / "rootfs.tar", entries)
         step(6)
-        artifacts = Artifacts(version, final, release, f"{kernel.name}={kernel.version}",
-                              busybox_pkg.version, tuple(name for name, _ in modules))
+        artifacts = Artifacts(version, final, release, kernel.spec, busybox_pkg.version,
+                              tuple(name for name, _ in modules), guest_key())
         manifest = {**asdict(artifacts), "root": None, "built_at": time.time(),
                     "sizes": {name: (out / p.name).stat().st_size
                               for name, p in artifacts.files().items()}}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(out, final)
+        _move_into_place(out, final, replace=force)
         bar.update(1)
     bar.close()
     return load(final) or _broken(final)
+
+
+def _move_into_place(out: Path, final: Path, replace: bool) -> None:
+    """Rename a finished build to `final`; a complete set there stays unless `replace`.
+
+    Two fetches of one version at once (two notebooks, two test runs) both finish: the
+    second keeps the first one's set rather than deleting it under a running VM.
+    """
+    if final.exists() and (replace or load(final) is None):
+        shutil.rmtree(final)
+    try:
+        os.rename(out, final)
+    except OSError:
+        if load(final) is None:
+            raise
 
 
 def _broken(root: Path):

@@ -2,11 +2,12 @@
 
 Every container vmkit creates carries labels saying who made it: the vmkit session (one
 per Python process), the creating process's pid *and* its start time (so a recycled pid
-is not taken for the original), the host's boot id and host name. A container counts as
-a leftover only when its creator is provably dead: same host, and either another boot or
-no process with that pid and start time. A live notebook's containers are never touched;
-containers made on another host (a remote engine) are left alone, since their creator
-cannot be checked from here.
+is not taken for the original), its PID namespace, the host's boot id and host name, and
+the test run (`VMKIT_RUN`) if one is set. A container counts as a leftover only when its
+creator is provably dead: same host, and either another boot or, in the same PID
+namespace, no process with that pid and start time. Whatever cannot be checked from here
+is kept: a creator on another host (a remote engine), in another PID namespace (its pid
+means nothing here), or hidden from this process (/proc mounted with hidepid).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ PID_START = "org.vmkit.pid-start"
 BOOT_ID = "org.vmkit.boot-id"
 HOST = "org.vmkit.host"
 KIND = "org.vmkit.kind"
+PID_NS = "org.vmkit.pid-ns"
+#: The test run that made it: the environment variable VMKIT_RUN (no label when unset).
+RUN = "org.vmkit.run"
 OWNER_VALUE = "vmkit"
 
 _lock = threading.Lock()
@@ -55,41 +59,88 @@ def boot_id() -> str:
         return ""
 
 
-def start_ticks(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None."""
+def pid_namespace() -> str:
+    """This process's PID namespace, e.g. 'pid:[4026531836]' ('' if it can't be read)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None if it can't be read."""
     try:
         with open(f"/proc/{pid}/stat") as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
+            return stream.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    if fields[0] == "Z":  # a zombie has finished: its owner is dead
+
+
+def start_ticks(pid: int | str) -> int | None:
+    """A process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None."""
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":  # a zombie has finished: its owner is dead
         return None
     return int(fields[19])
 
 
+def _exists(pid: int) -> bool:
+    """Whether process `pid` exists in this PID namespace, visible in /proc or not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, it just isn't ours to signal
+        pass
+    return True
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc shows this process's PID namespace (not so after a bare `unshare -p`)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def labels(kind: str = "container") -> dict[str, str]:
     """The labels vmkit puts on what it creates now, in this process."""
-    pid = os.getpid()
-    return {OWNER: OWNER_VALUE, KIND: kind, SESSION: _session, PID: str(pid),
-            PID_START: str(start_ticks(pid) or 0), BOOT_ID: boot_id(), HOST: socket.gethostname()}
+    found = {OWNER: OWNER_VALUE, KIND: kind, SESSION: _session, PID: str(os.getpid()),
+             PID_START: str(start_ticks("self") or 0), PID_NS: pid_namespace(),
+             BOOT_ID: boot_id(), HOST: socket.gethostname()}
+    run = os.environ.get("VMKIT_RUN")
+    if run:
+        found[RUN] = run
+    return found
 
 
 def owner_state(found: dict[str, str]) -> tuple[str, str]:
-    """('alive' | 'dead' | 'unknown', reason) for the creator named by a container's labels."""
+    """('alive' | 'dead' | 'unknown', reason) for the creator named by a container's labels.
+
+    'dead' only when provably so; whatever can't be checked is 'unknown' (and kept).
+    """
     if found.get(OWNER) != OWNER_VALUE:
         return "unknown", "vmkit이 만든 것이 아님"
     if found.get(HOST) != socket.gethostname():
         return "unknown", f"다른 호스트(host) {found.get(HOST)!r}에서 만듦"
     if found.get(BOOT_ID) and found.get(BOOT_ID) != boot_id():
         return "dead", "호스트가 재부팅됨 (다른 boot id)"
+    if PID_NS in found and found[PID_NS] != pid_namespace():
+        return "unknown", f"다른 PID 네임스페이스(PID namespace) {found[PID_NS]!r}에서 만듦"
     try:
         pid, ticks = int(found[PID]), int(found[PID_START])
     except (KeyError, ValueError):
         return "unknown", "만든 프로세스 정보(label)가 없음"
-    now = start_ticks(pid)
-    if now is None:
+    if pid <= 0 or not _proc_is_ours():
+        return "unknown", f"만든 프로세스 {pid}를 이 /proc에서 확인할 수 없음"
+    fields = _stat(pid)
+    if fields is None:
+        if _exists(pid):
+            return "unknown", f"만든 프로세스 {pid}가 있지만 보이지 않음 (/proc hidepid 등)"
         return "dead", f"만든 프로세스 {pid}가 없음"
-    if now != ticks:
+    if fields[0] == "Z":
+        return "dead", f"만든 프로세스 {pid}가 끝났음 (zombie)"
+    if int(fields[19]) != ticks:
         return "dead", f"pid {pid}가 다른 프로세스에 재사용됨 (pid reuse)"
     if found.get(SESSION) == _session or pid == os.getpid():
         return "alive", "이 프로세스의 세션(session)"
@@ -143,8 +194,13 @@ def remove_leftovers(client, dry_run: bool = False) -> list[dict[str, Any]]:
 
 
 def remember_pending(container_id: str) -> None:
-    """A container this process could not remove (engine unreachable): retry later."""
+    """A container this process could not remove (engine unreachable, interrupted): retry later."""
     _pending.add(container_id)
+
+
+def forget_pending(container_id: str) -> None:
+    """A container this process has removed after all."""
+    _pending.discard(container_id)
 
 
 _last_sweep: dict[str, float] = {}

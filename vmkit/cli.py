@@ -48,6 +48,8 @@ def cmd_doctor(args) -> int:
         if g["ready"]:
             print(f"     커널(kernel) {g['kernel_release']}, 이미지(image) {g['image']}"
                   f" ({'엔진에 있음' if g['image_present'] else '엔진에 아직 없음'})")
+        if g["update"]:
+            print(f"     → {g['update']['reason']}")
         print("\n" + ("준비 완료: VM(TCG)과 컨테이너를 모두 실행할 수 있습니다." if report["ok"]
                       else "준비되지 않은 항목이 있습니다: 위의 ✘ 표시를 보세요."))
     return 0 if report["ok"] else 1
@@ -86,7 +88,7 @@ def cmd_engine(args) -> int:
     from . import engine
 
     if args.action == "start":
-        endpoint = engine.start()
+        endpoint = engine.start(keep=True)
         data = {"endpoint": endpoint.url, "version": endpoint.version, "source": endpoint.source,
                 "private_pid": engine.private_pid()}
         text = f"도커 엔진(Docker Engine) {endpoint.version}: {endpoint.url}"
@@ -129,13 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("engine", help="vmkit 전용 도커 엔진(Docker Engine)을 시작/중지합니다")
     actions = p.add_subparsers(dest="action", required=True, metavar="동작")
-    for action, text in (("start", "응답하는 엔진이 없으면 vmkit 전용 엔진을 시작합니다"),
+    for action, text in (("start", "응답하는 엔진이 없으면 vmkit 전용 엔진을 시작합니다 (stop 전까지 켜 둠)"),
                          ("stop", "vmkit 전용 엔진(만)을 멈춥니다"),
                          ("status", "vmkit가 쓸 엔진을 보여 줍니다")):
         a = actions.add_parser(action, help=text)
         a.add_argument("--json", action="store_true", help="JSON으로 출력")
         a.set_defaults(handler=cmd_engine)
-    a = actions.add_parser("exec", help="엔진을 켠 채 명령을 실행하고, 직접 켰다면 끝난 뒤 끕니다")
+    a = actions.add_parser("exec", help="엔진을 켠 채 명령을 실행합니다; exec가 켠 엔진은 마지막 exec가 끝나면 끕니다")
     a.add_argument("command", nargs=argparse.REMAINDER, help="실행할 명령 (-- 뒤에)")
     a.set_defaults(handler=cmd_engine, json=False)
 

@@ -74,7 +74,11 @@ def cmd_run(args) -> int:
     print(f"호스트 쪽 containerd-shim: RSS {format_bytes(usage['shim_rss_bytes'])}"
           " (컨테이너 cgroup 밖의 비용)")
     stop = report["stop"]
-    print(f"종료(stop): {stop.get('method')} ({stop.get('seconds', 0):.3f} s), 컨테이너 삭제(remove)")
+    if stop.get("method") in ("failed", "interrupted"):
+        print(f"종료(stop): 컨테이너를 삭제(remove)하지 못했습니다 — {stop.get('error', stop['method'])};"
+              " 다음 시작이나 `vmkit cleanup`이 다시 지웁니다.")
+    else:
+        print(f"종료(stop): {stop.get('method')} ({stop.get('seconds', 0):.3f} s), 컨테이너 삭제(remove)")
     return 0
 
 

@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import select
+import signal
 import socket
 import struct
 import threading
@@ -57,6 +58,10 @@ TMPFS_SIZE = "16m"
 READY_MARKER = b"VMKIT-READY"
 #: How often start() also looks for the marker in the engine's log (see `_wait_ready`).
 LOG_CHECK_S = 1.0
+#: A console line longer than this without a newline is cut into pieces (as a VM's console is).
+CONSOLE_LINE_MAX = 4096
+#: The most output one exec keeps; the rest is still read (until EOF or the timeout) and dropped.
+EXEC_OUTPUT_MAX = 1 * MiB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 #: Korean labels for the phases, for widgets and the CLI.
@@ -146,7 +151,8 @@ class Container(Workload):
         self._output_eof = False
         self._first_output: float | None = None
         self._ready_at: float | None = None
-        self._line = bytearray()
+        self._line = bytearray()  # the console line being read (at most CONSOLE_LINE_MAX)
+        self._recent = b""  # the last output bytes, for a marker split between payloads
         self._state = "new"
         self._stopping = False
         self._engine_lost = False
@@ -250,6 +256,7 @@ class Container(Workload):
         self._output_eof = self._stopping = self._engine_lost = False
         self._first_output = self._ready_at = None
         self._line.clear()
+        self._recent = b""
         self._ooms = 0
         self._kill_signal = None
         self.exit = None
@@ -314,18 +321,26 @@ class Container(Workload):
             return False
 
     def stop(self) -> None:
-        """`docker stop` (SIGTERM, SIGKILL after `stop_timeout`), then remove; always safe."""
+        """`docker stop` (SIGTERM, SIGKILL after `stop_timeout`), then remove; always safe.
+
+        If the engine does not answer or the call is interrupted, the container is not
+        forgotten: it stays in `running()`, and the next stop(), the exit of this process
+        and the next start's sweep try again.
+        """
         self._stop()
 
     def _stop(self) -> None:
         import docker
+        import requests
 
         with self._stop_lock:
             if self.id is None or self._state == "removed":
                 return
             self._stopping = True
+            self.last_stop = {}
             began = time.monotonic()
             method = "already-exited" if self._state == "exited" else None
+            removed = False
             api = self._client.api
             try:
                 if self._state == "paused":
@@ -340,27 +355,34 @@ class Container(Workload):
                     code = api.inspect_container(self.id)["State"].get("ExitCode")
                     method = "SIGTERM" if code == 0 else f"SIGKILL (exit {code})"
                 api.remove_container(self.id, v=True, force=True)
-                method = method or "removed"
+                removed, method = True, method or "removed"
             except docker.errors.NotFound:
-                method = method or "already-removed"
+                removed, method = True, method or "already-removed"
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # removal already in progress
-                    method = method or "removing"
+                    removed, method = True, method or "removing"
                 else:
-                    cleanup.remember_pending(self.id)
                     self.last_stop["error"] = _engine_message(exc)
-            except _connection_errors() as exc:
-                cleanup.remember_pending(self.id)
+            except (*_connection_errors(), requests.exceptions.RequestException) as exc:
                 self.last_stop["error"] = f"도커 엔진(Docker Engine)에 연결할 수 없습니다: {exc}"
             finally:
-                self._close_attach()
-                if self._watcher is not None:
-                    self._watcher.unregister(self)
-                self._state = "removed"
-                _live.discard(self)
-                with self._cond:
-                    self._cond.notify_all()
-            self.last_stop.update({"method": method or "failed", "seconds": time.monotonic() - began})
+                if removed:
+                    self._forget()
+                else:  # failed or interrupted (KeyboardInterrupt): keep it, retry later
+                    cleanup.remember_pending(self.id)
+                    method = "failed" if "error" in self.last_stop else "interrupted"
+                self.last_stop.update({"method": method, "seconds": time.monotonic() - began})
+
+    def _forget(self) -> None:
+        """The engine removed the container: release the output stream and the live set entry."""
+        self._close_attach()
+        if self._watcher is not None:
+            self._watcher.unregister(self)
+        self._state = "removed"
+        _live.discard(self)
+        cleanup.forget_pending(self.id)
+        with self._cond:
+            self._cond.notify_all()
 
     def _close_attach(self) -> None:
         attach, self._attach = self._attach, None
@@ -381,7 +403,7 @@ class Container(Workload):
     def _read_output(self, attach) -> None:
         """Read the attach stream (multiplexed frames) until EOF; mark first output and ready."""
         sock = _raw(attach)
-        buf = bytearray()
+        demux = _Demux()
         try:
             while True:
                 try:
@@ -390,40 +412,36 @@ class Container(Workload):
                     data = b""
                 if not data:
                     break
-                buf += data
-                while len(buf) >= 8:
-                    size = struct.unpack(">I", bytes(buf[4:8]))[0]
-                    if len(buf) < 8 + size:
-                        break
-                    payload = bytes(buf[8:8 + size])
-                    del buf[:8 + size]
-                    if payload:
-                        self._on_output(payload, time.monotonic())
+                now = time.monotonic()
+                for payload in demux.feed(data):
+                    self._on_output(payload, now)
         finally:
             with self._cond:
                 self._output_eof = True
                 self._cond.notify_all()
 
     def _on_output(self, payload: bytes, now: float) -> None:
+        """Split output into console lines; a line without newline is cut at CONSOLE_LINE_MAX."""
         with self._cond:
             if self._first_output is None:
                 self._first_output = now
-            self._line += payload
-            while b"\n" in self._line:
-                raw, _, rest = bytes(self._line).partition(b"\n")
-                self._line[:] = rest
+            seen = self._recent + payload
+            if self._ready_at is None and READY_MARKER in seen:
+                self._ready_at = now
+            self._recent = seen[1 - len(READY_MARKER):]
+            *lines, rest = (bytes(self._line) + payload).split(b"\n")
+            whole = len(rest) // CONSOLE_LINE_MAX * CONSOLE_LINE_MAX if len(rest) > CONSOLE_LINE_MAX else 0
+            lines += [rest[i:i + CONSOLE_LINE_MAX] for i in range(0, whole, CONSOLE_LINE_MAX)]
+            self._line[:] = rest[whole:]
+            for raw in lines:
                 line = raw.decode(errors="replace").rstrip("\r")
                 if self.trace is not None:
                     self.trace.console.append(line)
-                if self._ready_at is None and READY_MARKER in raw:
-                    self._ready_at = now
                 for callback in list(self._console_listeners):
                     try:
                         callback(line)
                     except Exception:
                         pass
-            if self._ready_at is None and READY_MARKER in self._line:
-                self._ready_at = now
             self._cond.notify_all()
 
     def _last_output(self, lines: int = 25) -> str:
@@ -595,7 +613,7 @@ class Container(Workload):
         except _connection_errors():
             raise self._ended_error() from None
         try:
-            output = _read_frames(stream, deadline)
+            output, dropped = _read_frames(stream, deadline)
         except TimeoutError:
             self._kill_exec(exec_id)
             raise WorkloadTimeout(f"컨테이너 안의 명령 {argv!r}이(가) {timeout:g}초 안에 끝나지 않았습니다.") from None
@@ -609,6 +627,9 @@ class Container(Workload):
         except _connection_errors():
             raise self._ended_error() from None
         text = output.decode(errors="replace")
+        if dropped:
+            text += (f"\n[vmkit: 출력이 {format_bytes(EXEC_OUTPUT_MAX)}를 넘어 나머지 "
+                     f"{format_bytes(dropped)}를 버렸습니다 (output truncated)]\n")
         if rc is None or (rc in (126, 127, 255) and "cannot exec" in text):
             # The runtime refused the exec: most likely the container is ending right now.
             if self._probe_engine() is not None or self._state == "exited":
@@ -616,13 +637,13 @@ class Container(Workload):
         return (rc if rc is not None else -1), text
 
     def _kill_exec(self, exec_id: str) -> None:
-        """SIGKILL a timed-out exec's process, if it runs on this host in this container."""
+        """SIGKILL a timed-out exec and what it started, if they run on this host in this container."""
         try:
             pid = self._client.api.exec_inspect(exec_id).get("Pid")
-            if pid and self.id in _read(f"/proc/{pid}/cgroup"):
-                os.kill(pid, 9)
         except Exception:
-            pass
+            return
+        if pid:
+            _kill_tree(pid, self.id)
 
     def guest(self, command: str, timeout: float = 10.0, check: bool = False) -> str:
         """Run a shell command in the container (`sh -c`, via exec) and return its output.
@@ -975,12 +996,43 @@ def _raw(stream):
     return getattr(stream, "_sock", stream)
 
 
-def _read_frames(stream, deadline: float) -> bytes:
-    """Every payload of a multiplexed exec stream until EOF; TimeoutError at `deadline`."""
+class _Demux:
+    """Payloads of a multiplexed stream (8-byte frame headers), fed the bytes as they arrive.
+
+    A frame's payload is passed on in pieces as it comes, never buffered whole.
+    """
+
+    def __init__(self):
+        self.header = b""
+        self.left = 0  # payload bytes of the current frame still to come
+
+    def feed(self, data: bytes):
+        at = 0
+        while at < len(data):
+            if self.left == 0:
+                take = 8 - len(self.header)
+                self.header += data[at:at + take]
+                at += take
+                if len(self.header) == 8:
+                    self.left = struct.unpack(">I", self.header[4:8])[0]
+                    self.header = b""
+                continue
+            piece = data[at:at + self.left]
+            at += len(piece)
+            self.left -= len(piece)
+            yield piece
+
+
+def _read_frames(stream, deadline: float, limit: int = EXEC_OUTPUT_MAX) -> tuple[bytes, int]:
+    """An exec stream's output until EOF: (the first `limit` bytes, how many more were dropped).
+
+    TimeoutError at `deadline`.
+    """
     sock = _raw(stream)
     sock.settimeout(None)
-    buf = bytearray()
+    demux = _Demux()
     out = bytearray()
+    dropped = 0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -990,14 +1042,46 @@ def _read_frames(stream, deadline: float) -> bytes:
             raise TimeoutError
         data = sock.recv(65536)
         if not data:
-            return bytes(out)
-        buf += data
-        while len(buf) >= 8:
-            size = struct.unpack(">I", bytes(buf[4:8]))[0]
-            if len(buf) < 8 + size:
-                break
-            out += buf[8:8 + size]
-            del buf[:8 + size]
+            return bytes(out), dropped
+        for payload in demux.feed(data):
+            keep = payload[:limit - len(out)]
+            out += keep
+            dropped += len(payload) - len(keep)
+
+
+def _kill_tree(pid: int, container_id: str) -> None:
+    """SIGKILL host process `pid` of the container, its process group and its descendants.
+
+    runc makes every exec a session (and group) leader, so the group holds what it started
+    unless a process moved to a group of its own; those are found as descendants. All are
+    stopped (SIGSTOP) first, so that nothing forks between looking and killing.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        if container_id not in _read(f"/proc/{pid}/cgroup"):
+            return
+        group = os.getpgid(pid) == pid
+    except (psutil.Error, OSError):
+        return
+    procs = [root]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        if group:
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+        if sig == signal.SIGSTOP:
+            try:
+                procs += root.children(recursive=True)
+            except psutil.Error:
+                pass
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
 
 
 def _read(path: str) -> str:

@@ -95,21 +95,29 @@ def _kvm_module_note() -> str:
     return ""
 
 
+_CANNOT_USE = {"kvm": "KVM을 쓸 수 없습니다", "tcg": "TCG를 쓸 수 없습니다"}
+
+
+def _unusable(accel: str, why: str) -> dict:
+    """An accelerator status that was decided without a probe boot; the reason names it."""
+    return {"usable": False, "reason": f"{_CANNOT_USE[accel]}: {why}", "probe_s": None,
+            "cached": False}
+
+
 def accel_status(accel: str, refresh: bool = False) -> dict:
     """{'usable', 'reason', 'probe_s', 'cached'} for 'kvm' or 'tcg', cached per host key."""
     if accel == "kvm":
         if not KVM_DEVICE.exists():
-            return {"usable": False, "reason": "/dev/kvm이 없습니다: CPU 가상화 확장(VT-x/AMD-V)이 "
-                    "꺼져 있거나 kvm 모듈이 없습니다.", "probe_s": None, "cached": False}
+            return _unusable(accel, f"{KVM_DEVICE}이 없습니다. CPU 가상화 확장(VT-x/AMD-V)이 "
+                                   "꺼져 있거나 kvm 모듈(module)이 없습니다.")
         if not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
-            return {"usable": False, "reason": "/dev/kvm에 읽기/쓰기 권한이 없습니다 "
-                    "(kvm 그룹에 들어가야 합니다).", "probe_s": None, "cached": False}
+            return _unusable(accel, f"{KVM_DEVICE}에 읽기/쓰기 권한(permission)이 없습니다 "
+                                   "(kvm 그룹(group)에 들어가야 합니다).")
     try:
         arts = artifacts_mod.require()
         key = _host_key(accel, arts)
     except VmkitError as exc:
-        return {"usable": False, "reason": f"시험 부팅(boot probe)을 할 수 없습니다: {exc}",
-                "probe_s": None, "cached": False}
+        return _unusable(accel, f"시험 부팅(boot probe)을 할 수 없습니다: {exc}")
     cache_file = state_dir() / f"accel-{accel}.json"
     if not refresh:
         try:
@@ -119,11 +127,11 @@ def accel_status(accel: str, refresh: bool = False) -> dict:
         except (OSError, ValueError, KeyError):
             pass
     result = boot_to_ready(accel, arts)
-    label = accel.upper()
     if result.ok:
-        reason = f"{label}로 게스트를 시험 부팅(boot probe)해 {result.seconds:.1f}초 만에 준비되었습니다."
+        reason = (f"{accel.upper()}로 게스트를 시험 부팅(boot probe)해 "
+                  f"{result.seconds:.1f}초 만에 준비되었습니다.")
     else:
-        reason = f"{label} 시험 부팅(boot probe) 실패: {result.reason}." + \
+        reason = f"{_CANNOT_USE[accel]}: 시험 부팅(boot probe)이 실패했습니다: {result.reason}." + \
             (_kvm_module_note() if accel == "kvm" else "")
     status = {"usable": result.ok, "reason": reason, "probe_s": round(result.seconds, 3)}
     try:
@@ -153,24 +161,29 @@ def doctor(refresh: bool = False) -> dict:
     except VmkitError as exc:
         report["qemu"] = {"usable": False, "path": None, "version": None, "reason": str(exc)}
 
-    arts = artifacts_mod.current()
+    arts_status = artifacts_mod.status()
+    arts, unbuilt, note = arts_status.artifacts, arts_status.unbuilt, arts_status.update_note()
     if arts:
         report["guest"] = {"ready": True, "version": arts.version,
                            "kernel": str(arts.vmlinux), "kernel_bzimage": str(arts.vmlinuz),
-                           "kernel_release": arts.kernel_release, "initrd": str(arts.initrd),
+                           "kernel_release": arts.kernel_release,
+                           "kernel_package": arts.kernel_package,
+                           "busybox_version": arts.busybox_version, "initrd": str(arts.initrd),
                            "image": arts.image, "image_present": None,
                            "reason": "게스트 아티팩트(guest artifacts)가 준비되어 있습니다."}
     else:
         report["guest"] = {"ready": False, "version": None, "kernel": None, "initrd": None,
                            "image": None, "image_present": False,
                            "reason": "게스트 아티팩트(guest artifacts)가 없습니다: `vmkit fetch`로 만드세요."}
+    report["guest"]["update"] = None if note is None else {
+        "version": unbuilt.version, "kernel_package": unbuilt.kernel.spec,
+        "busybox_version": unbuilt.busybox.version, "reason": note}
 
     if report["qemu"]["usable"] and arts:
         accelerators = {name: accel_status(name, refresh) for name in ("kvm", "tcg")}
     else:
         why = "QEMU 또는 게스트 아티팩트가 없어 시험 부팅(boot probe)을 하지 못했습니다."
-        accelerators = {name: {"usable": False, "reason": why, "probe_s": None, "cached": False}
-                        for name in ("kvm", "tcg")}
+        accelerators = {name: _unusable(name, why) for name in ("kvm", "tcg")}
     report["accelerators"] = accelerators
 
     endpoint = engine.find()

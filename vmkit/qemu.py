@@ -53,6 +53,11 @@ def qemu_version(binary: str) -> str:
     return match.group(1) if match else "unknown"
 
 
+def option_value(value: object) -> str:
+    """`value` inside a QEMU `key=value,...` option: a comma is written twice."""
+    return str(value).replace(",", ",,")
+
+
 @dataclass(frozen=True)
 class Machine:
     """What to boot: the hardware QEMU emulates for one guest."""
@@ -92,11 +97,11 @@ def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = No
     if agent_socket is not None:
         args += [
             "-device", "virtio-serial-device",
-            "-chardev", f"socket,id=agent,path={agent_socket},server=on,wait=off",
+            "-chardev", f"socket,id=agent,path={option_value(agent_socket)},server=on,wait=off",
             "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
         ]
     if qmp_socket is not None:
-        args += ["-qmp", f"unix:{qmp_socket},server=on,wait=off"]
+        args += ["-qmp", f"unix:{option_value(qmp_socket)},server=on,wait=off"]
     if sandbox:
         args += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
     if paused:

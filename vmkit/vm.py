@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import hashlib
 import itertools
 import json
@@ -51,6 +50,7 @@ import psutil
 from . import artifacts as artifacts_mod
 from . import background, paths, qemu
 from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
+from .agent_channel import Replies, request_line
 from .qmp import QMPSession
 from .units import format_bytes, parse_cpus, parse_memory
 from .workload import Trace, Usage, Workload, parse_meminfo, process_usage
@@ -66,7 +66,6 @@ SNAPSHOT_HEADER = 4096
 SNAPSHOT_FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d+\]|^Linux version ")
-_ANSWER = re.compile(rb"VMKIT-BEGIN (\d+)\r?\n(.*?)VMKIT-END \1 (\d+)\r?\n", re.S)
 
 #: Korean labels for the phases, for widgets and the CLI.
 PHASE_LABELS = {
@@ -125,7 +124,7 @@ class VM(Workload):
         self.last_rc: int | None = None
         self._qmp: QMPSession | None = None
         self._agent: socket.socket | None = None
-        self._agent_buf = bytearray()
+        self._replies = Replies()
         self._agent_eof = False
         self._agent_cond = threading.Condition()
         self._agent_lock = threading.Lock()
@@ -176,7 +175,7 @@ class VM(Workload):
         trace = self.trace
         self._ready = self._paused = self._stop_requested = False
         self._console_eof = self._agent_eof = False
-        self._agent_buf.clear()
+        self._replies = Replies()
         self._stderr.clear()
         # Preflight: everything that can be refused is refused before QEMU starts.
         binary = qemu.qemu_binary()
@@ -194,47 +193,50 @@ class VM(Workload):
         argv = self._argv(arts, incoming=f"fd:{incoming_fd}" if incoming_fd is not None else None)
         self._dispatch = ThreadPoolExecutor(1, thread_name_prefix=f"vmkit-{self.name}-events")
         trace.origin = time.monotonic()
+        rundir = self.runtime_dir
         try:
-            self.proc = self._spawned = background.spawn(
+            proc = self.proc = self._spawned = background.spawn(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                bufsize=0, cwd=str(self.runtime_dir),
+                bufsize=0, cwd=str(rundir),
                 pass_fds=(incoming_fd,) if incoming_fd is not None else ())
         finally:
             if incoming_fd is not None:
                 os.close(incoming_fd)
-        trace.mark("spawned")
         _live.add(self)
-        _write_owner(self.runtime_dir, self.name, self.proc.pid)
         self._threads = [
-            threading.Thread(target=self._read_console, args=(self.proc, trace),
+            threading.Thread(target=self._read_console, args=(proc, trace),
                              name=f"vmkit-{self.name}-console", daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self.proc,),
+            threading.Thread(target=self._read_stderr, args=(proc,),
                              name=f"vmkit-{self.name}-stderr", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
+        # From here on, stop() may run on another thread at any moment (a widget's Stop
+        # button): whatever the boot then trips over, the student sees why it ended.
         try:
-            self._boot(trace, deadline, timeout)
-        except WorkloadError as exc:
+            trace.mark("spawned")
+            _write_owner(rundir, self.name, proc.pid)
+            self._boot(trace, rundir, deadline, timeout)
+        except Exception as exc:
             if self._stop_requested:
                 raise WorkloadError(f"VM '{self.name}'이(가) 준비(ready)되기 전에 stop()으로 중지되었습니다.") from exc
-            if isinstance(exc, WorkloadTimeout):
+            if not isinstance(exc, WorkloadError) or isinstance(exc, WorkloadTimeout):
                 raise
-            if self._spawned.poll() is not None:
+            if proc.poll() is not None:
                 raise self._died_error() from exc
             raise
 
-    def _boot(self, trace: Trace, deadline: float, timeout: float) -> None:
+    def _boot(self, trace: Trace, rundir: Path, deadline: float, timeout: float) -> None:
         proc = self._spawned
-        self._qmp = QMPSession(f"vmkit-{self.name}", on_event=self._on_qmp_event)
-        self._qmp.connect(self.runtime_dir / "qmp.sock", deadline, alive=lambda: proc.poll() is None)
+        qmp_session = self._qmp = QMPSession(f"vmkit-{self.name}", on_event=self._on_qmp_event)
+        qmp_session.connect(rundir / "qmp.sock", deadline, alive=lambda: proc.poll() is None)
         trace.mark("qmp_ready")
-        self._connect_agent(deadline)
+        self._connect_agent(rundir, deadline)
         restoring = self._snapshot_path is not None
         if restoring:
-            self._wait_incoming(deadline)
+            self._wait_incoming(qmp_session, deadline)
             trace.mark("restored")
-        self._qmp.execute("cont")
+        qmp_session.execute("cont")
         trace.mark("resumed")
         if not restoring:
             self._wait_marker(deadline, timeout)
@@ -284,6 +286,9 @@ class VM(Workload):
         with self._stop_lock:
             proc = self.proc
             if proc is None:
+                if self._qmp is not None:  # made by a boot that stop() cut short
+                    self._qmp.close()
+                    self._qmp = None
                 self._remove_runtime_dir()
                 return
             started = time.monotonic()
@@ -336,7 +341,7 @@ class VM(Workload):
         """Power off from inside the guest, else QMP quit; returns how it ended."""
         if self._graceful and self._ready and not self._paused and self._agent is not None:
             try:
-                self._agent.sendall(f"\n{next(self._ids)} poweroff\n".encode())
+                self._agent.sendall(request_line(str(next(self._ids)).encode(), 5, "poweroff"))
                 proc.wait(3.0)
                 return "guest-poweroff"
             except (OSError, subprocess.TimeoutExpired):
@@ -449,8 +454,8 @@ class VM(Workload):
             "아래 QEMU 오류 출력(stderr)과 콘솔 출력을 확인하세요.", log=log.strip())
 
     # ------------------------------------------------------------ guest agent
-    def _connect_agent(self, deadline: float) -> None:
-        path = str(self.runtime_dir / "agent.sock")
+    def _connect_agent(self, rundir: Path, deadline: float) -> None:
+        path = str(rundir / "agent.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         while True:
             try:
@@ -478,7 +483,7 @@ class VM(Workload):
                     self._agent_eof = True
                     self._agent_cond.notify_all()
                     return
-                self._agent_buf += data
+                self._replies.feed(data)
                 self._agent_cond.notify_all()
 
     def _request(self, command: str, timeout: float, retry: bool = False) -> tuple[int, str]:
@@ -486,44 +491,49 @@ class VM(Workload):
 
         retry=True resends (new id, growing interval) until answered: the agent opens its
         port just after printing VMKIT-READY, and virtio-serial drops what arrives earlier.
+        The agent kills the command when `timeout` runs out, so the next request is not
+        stuck behind it; an answer keeps at most `agent_channel.OUTPUT_LIMIT` bytes.
         """
-        if self._agent is None:
+        agent = self._agent
+        if agent is None:
             raise WorkloadError(f"VM '{self.name}'이(가) 실행 중이 아닙니다.", "먼저 start() 하세요.")
-        if "\n" in command:
-            encoded = base64.b64encode(command.encode()).decode()
-            command = f"echo {encoded} | base64 -d | sh"
         deadline = time.monotonic() + timeout
         interval = 0.025
+        wanted: set[bytes] = set()
         with self._agent_lock:
-            wanted: set[bytes] = set()
-            while True:
-                rid = str(next(self._ids)).encode()
-                wanted.add(rid)
-                try:
-                    self._agent.sendall(b"\n" + rid + b" " + command.encode() + b"\n")
-                except OSError:
-                    raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다.") from None
-                resend_at = time.monotonic() + interval if retry else deadline
-                interval = min(interval * 2, 1.0)
+            try:
+                while True:
+                    rid = str(next(self._ids)).encode()
+                    with self._agent_cond:
+                        wanted.add(rid)
+                        self._replies.want(rid)
+                    try:
+                        agent.sendall(request_line(rid, deadline - time.monotonic(), command))
+                    except OSError:
+                        raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다.") from None
+                    resend_at = time.monotonic() + interval if retry else deadline
+                    interval = min(interval * 2, 1.0)
+                    with self._agent_cond:
+                        while True:
+                            answer = next((self._replies.answers[rid] for rid in wanted
+                                           if rid in self._replies.answers), None)
+                            if answer is not None and not answer.killed:
+                                return answer.rc, answer.text()
+                            if self._agent_eof or self._spawned.poll() is not None:
+                                raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
+                            if retry and wanted & self._replies.begun:
+                                resend_at = deadline  # received; the guest is working on it
+                            now = time.monotonic()
+                            if now >= deadline or answer is not None:
+                                raise WorkloadTimeout(
+                                    f"게스트 명령(command) {command!r}이(가) {timeout:g}초 안에 끝나지 않아 "
+                                    "게스트 안에서 강제 종료했습니다 (killed).")
+                            if now >= resend_at:
+                                break
+                            self._agent_cond.wait(min(deadline, resend_at) - now)
+            finally:
                 with self._agent_cond:
-                    while True:
-                        found = [(m.end(), int(m.group(3)), m.group(2))
-                                 for m in _ANSWER.finditer(self._agent_buf) if m.group(1) in wanted]
-                        if found:
-                            end, rc, out = found[0]
-                            del self._agent_buf[:end]
-                            return rc, out.decode("utf-8", "replace")
-                        if self._agent_eof or self._spawned.poll() is not None:
-                            raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
-                        if retry and any(b"VMKIT-BEGIN " + i + b"\n" in self._agent_buf for i in wanted):
-                            resend_at = deadline  # received; the guest is working on it
-                        now = time.monotonic()
-                        if now >= deadline:
-                            raise WorkloadTimeout(
-                                f"게스트 명령(command) {command!r}이(가) {timeout:g}초 안에 끝나지 않았습니다.")
-                        if now >= resend_at:
-                            break
-                        self._agent_cond.wait(min(deadline, resend_at) - now)
+                    self._replies.forget(wanted)
 
     def _handshake(self, deadline: float, timeout: float) -> float:
         """The first answer on the agent channel: the guest's uptime in seconds."""
@@ -727,13 +737,31 @@ class VM(Workload):
                 stamp["guest_uptime_s"] = float(self.guest("cat /proc/uptime", 5).split()[0])
             except (WorkloadError, ValueError, IndexError):
                 pass
-        started = time.monotonic()
-        if was_running:
-            self.pause()
-        partial = path.with_name(path.name + ".partial")
         header = SNAPSHOT_MAGIC + json.dumps(stamp).encode() + b"\n"
         if len(header) > SNAPSHOT_HEADER:
             raise WorkloadError("스냅샷 헤더(header)가 너무 큽니다 (qemu_args가 너무 깁니다).")
+        started = time.monotonic()
+        if was_running:
+            self.pause()
+        saved = False
+        try:
+            self._write_snapshot(qmp_session, path, header, timeout)
+            saved = True
+        except OSError as exc:
+            raise WorkloadError(f"스냅샷 파일(snapshot file) '{path}'을(를) 쓸 수 없습니다: "
+                                f"{exc.strerror or exc}",
+                                "쓸 수 있는 디렉터리(directory)와 남은 디스크 공간을 확인하세요.") from None
+        finally:
+            if was_running and (resume or not saved) and self.running:
+                self.resume()  # a failed snapshot never leaves the guest paused
+        seconds = time.monotonic() - started
+        return {"path": str(path), "bytes": path.stat().st_size, "seconds": seconds,
+                "guest_uptime_s": stamp.get("guest_uptime_s")}
+
+    def _write_snapshot(self, qmp_session: QMPSession, path: Path, header: bytes,
+                        timeout: float) -> None:
+        """The header, then QEMU's migration stream through a passed fd; renamed into place."""
+        partial = path.with_name(path.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, header.ljust(SNAPSHOT_HEADER, b"\0"))
@@ -752,11 +780,6 @@ class VM(Workload):
         finally:
             os.close(fd)
         os.replace(partial, path)
-        seconds = time.monotonic() - started
-        if was_running and resume:
-            self.resume()
-        return {"path": str(path), "bytes": path.stat().st_size, "seconds": seconds,
-                "guest_uptime_s": stamp.get("guest_uptime_s")}
 
     def _wait_migration(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -771,8 +794,8 @@ class VM(Workload):
                 raise WorkloadTimeout(f"스냅샷(snapshot) 저장이 {timeout:g}초 안에 끝나지 않았습니다.")
             time.sleep(0.01)
 
-    def _wait_incoming(self, deadline: float) -> None:
-        while self._qmp.execute("query-status")["status"] == "inmigrate":
+    def _wait_incoming(self, qmp_session: QMPSession, deadline: float) -> None:
+        while qmp_session.execute("query-status")["status"] == "inmigrate":
             if self._spawned.poll() is not None:
                 raise self._died_error()
             if time.monotonic() >= deadline:
@@ -797,12 +820,18 @@ class VM(Workload):
 
     @classmethod
     def from_snapshot(cls, path: str | os.PathLike, *, name: str | None = None,
-                      artifacts: artifacts_mod.Artifacts | None = None) -> "VM":
-        """A VM that `start()` will restore from `path` instead of booting (not started yet)."""
+                      artifacts: artifacts_mod.Artifacts | None = None, kernel_args: str = "",
+                      qemu_args: Sequence[str] = ()) -> "VM":
+        """A VM that `start()` will restore from `path` instead of booting (not started yet).
+
+        From the file's stamp come only values checked like any caller's (memory, vCPUs,
+        accelerator). Command-line options are never taken from a file, which anyone can
+        write: pass the kernel_args and qemu_args the snapshot was made with; the stamp's
+        digest of the whole command line then decides whether the restore may go ahead.
+        """
         stamp = read_snapshot_stamp(path)
         vm = cls(memory=stamp["memory_mib"], cpus=stamp["cpus"], accel=stamp["accel"],
-                 name=name, artifacts=artifacts, kernel_args=stamp.get("kernel_args", ""),
-                 qemu_args=stamp.get("qemu_args", ()))
+                 name=name, artifacts=artifacts, kernel_args=kernel_args, qemu_args=qemu_args)
         vm._snapshot_path = Path(path).resolve()
         vm._snapshot_stamp = stamp
         return vm
@@ -810,12 +839,15 @@ class VM(Workload):
     @classmethod
     def restore(cls, path: str | os.PathLike, *, name: str | None = None, timeout: float = 60.0,
                 on_phase: Callable[[str, float], None] | None = None,
-                artifacts: artifacts_mod.Artifacts | None = None) -> "VM":
+                artifacts: artifacts_mod.Artifacts | None = None, kernel_args: str = "",
+                qemu_args: Sequence[str] = ()) -> "VM":
         """Start a new QEMU from a snapshot (`-incoming`) and resume it; returns the VM.
 
         Its `trace` is the restore's: its `ready` point is the guest agent answering.
+        kernel_args and qemu_args: as in `from_snapshot`.
         """
-        vm = cls.from_snapshot(path, name=name, artifacts=artifacts)
+        vm = cls.from_snapshot(path, name=name, artifacts=artifacts, kernel_args=kernel_args,
+                               qemu_args=qemu_args)
         vm.start(timeout, on_phase)
         return vm
 
@@ -892,6 +924,11 @@ def _check_stamp(saved: dict, current: dict, path: Path | None) -> None:
         ("options", "QEMU 옵션(options: 머신·장치·커널 인자)", "같은 vmkit과 같은 설정으로 스냅샷을 다시 만드세요."),
     ]
     for key, what, hint in checks:
+        if key == "options" and (saved.get("qemu_args") or saved.get("kernel_args")):
+            hint = (f"이 스냅샷의 헤더(header)에는 qemu_args={saved.get('qemu_args')!r}, "
+                    f"kernel_args={saved.get('kernel_args')!r}라고 적혀 있습니다. vmkit은 파일에 적힌 "
+                    "옵션을 QEMU에 넘기지 않습니다(보안). 믿을 수 있는 값이면 "
+                    "VM.restore(path, qemu_args=..., kernel_args=...)로 직접 주세요.")
         if saved.get(key) != current.get(key):
             raise InvalidInput(
                 f"스냅샷(snapshot) '{path}'은(는) 다른 {what}로 만들어져 복원(restore)할 수 없습니다: "
