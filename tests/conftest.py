@@ -1,12 +1,67 @@
-"""Shared fixtures: the guest artifacts, the Docker Engine, and leak checks."""
+"""Shared fixtures: the guest artifacts, the Docker Engine, and leak checks.
+
+Every process this test run starts inherits VMKIT_RUN (nbval's lab kernels, CLI
+subprocesses, Jupyter servers): containers carry it as a label and QEMU in its
+environment, so the final leak check finds what any of them left, not only what this
+process made.
+"""
 
 import os
+import secrets
 
 import psutil
 import pytest
 
 from vmkit import artifacts as artifacts_mod
 from vmkit import engine
+
+RUN_ID = os.environ.setdefault("VMKIT_RUN", f"pytest-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def run_qemus() -> list[psutil.Process]:
+    """Running QEMU processes started by anything in this test run (by VMKIT_RUN)."""
+    marker = f"VMKIT_RUN={RUN_ID}".encode()
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if not (proc.info["name"] or "").startswith("qemu-system") or \
+                    proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            with open(f"/proc/{proc.pid}/environ", "rb") as stream:
+                if marker in stream.read().split(b"\0"):
+                    found.append(proc)
+        except (OSError, psutil.Error):
+            pass
+    return found
+
+
+def run_containers() -> list[str]:
+    """Names of containers (running or not) made by anything in this test run."""
+    from vmkit import cleanup
+
+    if engine.find() is None:
+        return []
+    client = engine.client()
+    try:
+        found = client.api.containers(all=True, filters={"label": f"{cleanup.RUN}={RUN_ID}"})
+        return [(info.get("Names") or [info["Id"]])[0] for info in found]
+    finally:
+        client.close()
+
+
+def session_containers() -> list[str]:
+    """Ids of containers this test process created (by vmkit's session label)."""
+    from vmkit import cleanup
+
+    if engine.find() is None:
+        return []
+    client = engine.client()
+    try:
+        found = client.api.containers(
+            all=True, filters={"label": f"{cleanup.SESSION}={cleanup.session_id()}"})
+        return [info["Id"] for info in found]
+    finally:
+        client.close()
 
 
 def qemu_children() -> list[psutil.Process]:
@@ -21,21 +76,6 @@ def qemu_children() -> list[psutil.Process]:
     return found
 
 
-def session_containers() -> list[str]:
-    """Ids of containers this test process created (by vmkit's session label)."""
-    from vmkit import cleanup
-
-    if engine.find() is None:
-        return []
-    client = engine.client()
-    try:
-        found = client.containers.list(
-            all=True, filters={"label": f"{cleanup.SESSION}={cleanup.session_id()}"})
-        return [c.id for c in found]
-    finally:
-        client.close()
-
-
 @pytest.fixture(autouse=True)
 def no_qemu_left_behind(request):
     """Every test must end with no QEMU of its own still running."""
@@ -48,10 +88,12 @@ def no_qemu_left_behind(request):
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_at_the_end():
-    """After the whole run: no QEMU of ours, no container of this session."""
+    """After the whole run: no QEMU and no container that anything in this run started."""
     yield
-    assert not qemu_children(), "QEMU still running at the end of the test session"
-    assert not session_containers(), "containers of this test session still exist"
+    left = run_qemus()
+    assert not left, f"QEMU of this test run still running: {[p.pid for p in left]}"
+    names = run_containers()
+    assert not names, f"containers of this test run still exist: {names}"
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,7 @@ def test_engine_status_reports_the_endpoint(docker_engine):
 
 
 def test_engine_start_as_non_root_is_refused_in_korean(monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)  # else a system engine's URL decides
     monkeypatch.setattr(engine, "find", lambda: None)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(engine.EngineError, match="root"):

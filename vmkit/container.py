@@ -46,7 +46,7 @@ from . import cleanup
 from . import engine as engine_mod
 from .errors import EngineError, InvalidInput, VmkitError, WorkloadError, WorkloadTimeout
 from .units import format_bytes, parse_memory
-from .workload import Trace, Usage, Workload, parse_meminfo, process_usage
+from .workload import CONSOLE_LINE_MAX, Trace, Usage, Workload, parse_meminfo, process_usage
 
 MiB = 1 << 20
 #: Docker 20.10 refuses a memory limit below 6 MiB (linuxMinMemory).
@@ -58,8 +58,6 @@ TMPFS_SIZE = "16m"
 READY_MARKER = b"VMKIT-READY"
 #: How often start() also looks for the marker in the engine's log (see `_wait_ready`).
 LOG_CHECK_S = 1.0
-#: A console line longer than this without a newline is cut into pieces (as a VM's console is).
-CONSOLE_LINE_MAX = 4096
 #: The most output one exec keeps; the rest is still read (until EOF or the timeout) and dropped.
 EXEC_OUTPUT_MAX = 1 * MiB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

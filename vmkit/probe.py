@@ -196,10 +196,18 @@ def doctor(refresh: bool = False) -> dict:
             report["guest"]["image_present"] = _image_present(endpoint, arts.image)
     else:
         report["docker"] = {"usable": False, "endpoint": None, "version": None, "source": None,
-                            "reason": "응답하는 도커 엔진(Docker Engine)이 없습니다. "
-                                      "`vmkit engine start`로 시작하세요."}
+                            "reason": _engine_missing_reason()}
     report["ok"] = bool(accelerators["tcg"]["usable"] and report["docker"]["usable"])
     return report
+
+
+def _engine_missing_reason() -> str:
+    """Why no engine answers, and what to do: the same words `engine.require()` raises."""
+    try:
+        engine.require()
+    except VmkitError as exc:
+        return f"{exc.args[0]} {exc.hint or ''}".strip()
+    return "도커 엔진(Docker Engine)이 방금 응답하기 시작했습니다. 다시 점검하세요."
 
 
 _SOURCE_NAMES = {"DOCKER_HOST": "환경 변수 DOCKER_HOST", "system": "시스템 기본 소켓",

@@ -53,7 +53,7 @@ from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeo
 from .agent_channel import Replies, request_line
 from .qmp import QMPSession
 from .units import format_bytes, parse_cpus, parse_memory
-from .workload import Trace, Usage, Workload, parse_meminfo, process_usage
+from .workload import CONSOLE_LINE_MAX, Trace, Usage, Workload, parse_meminfo, process_usage
 
 MiB = 1 << 20
 #: The guest did not boot in 64 MiB; 96 MiB was enough (DESIGN.md).
@@ -264,14 +264,14 @@ class VM(Workload):
             return "tcg", "요청대로 TCG(소프트웨어 에뮬레이션)를 씁니다."
         usable, reason = kvm_status()
         if self.accel_request == "kvm":
-            if not usable:
+            if not usable:  # the probe's reason already begins "KVM을 쓸 수 없습니다: ..."
                 raise MissingComponent(
-                    f"KVM 가속(accelerator)을 쓸 수 없습니다: {reason}",
+                    f"가속기(accelerator) 요청 accel='kvm' — {reason}",
                     "accel='tcg'(느린 소프트웨어 에뮬레이션)나 accel='auto'로 부팅하세요.")
             return "kvm", reason
         if usable:
-            return "kvm", f"KVM을 쓸 수 있어 KVM으로 가속합니다: {reason}"
-        return "tcg", f"KVM을 쓸 수 없어 TCG(소프트웨어 에뮬레이션)로 대신합니다: {reason}"
+            return "kvm", f"KVM으로 가속합니다 — {reason}"
+        return "tcg", f"TCG(소프트웨어 에뮬레이션)로 대신 실행합니다 — {reason}"
 
     def stop(self, graceful: bool = True) -> None:
         """Shut the guest down (power off, then QMP quit, then kill) and clean up.
@@ -381,7 +381,7 @@ class VM(Workload):
                 trace.mark("console", now)
             partial += data
             *lines, partial = partial.split(b"\n")
-            if len(partial) > 4096:
+            if len(partial) > CONSOLE_LINE_MAX:
                 lines.append(partial)
                 partial = b""
             for raw in lines:

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable
 import psutil
 
 CONSOLE_LINES = 500
+#: A console line longer than this without a newline is cut into pieces (bounded memory).
+CONSOLE_LINE_MAX = 4096
 
 
 @dataclass
