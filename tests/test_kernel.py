@@ -46,15 +46,17 @@ def _stdout() -> list[str]:
     return text
 
 
+def boot_vm(client, shown: str) -> list[str]:
+    """Boot `vm` in the kernel; returns the printed words of `shown`."""
+    status, out, _ = run(client, "from vmkit import VM\nvm = VM(memory='128M', accel='tcg')\n"
+                                 f"vm.start()\nprint({shown})\n")
+    assert status == "ok", out
+    return out[-1].split()
+
+
 def test_interrupting_a_cell_leaves_the_vm_running(kernel):
     manager, client = kernel
-    status, out, _ = run(client, (
-        "from vmkit import VM\n"
-        "vm = VM(memory='128M', accel='tcg')\n"
-        "vm.start()\n"
-        "print(vm.pid)\n"))
-    assert status == "ok", out
-    qemu = psutil.Process(int(out[-1].strip()))
+    qemu = psutil.Process(int(boot_vm(client, "vm.pid")[0]))
     assert os.getpgid(qemu.pid) != os.getpgid(manager.provisioner.pid), \
         "QEMU shares the kernel's process group: Jupyter's interrupt reaches it"
 
@@ -81,13 +83,7 @@ def test_interrupting_a_cell_leaves_the_vm_running(kernel):
 def test_sigterm_to_the_kernel_stops_its_vm(kernel):
     """A forced shutdown's SIGTERM: the kernel stops its VMs before it dies."""
     manager, client = kernel
-    status, out, _ = run(client, (
-        "from vmkit import VM\n"
-        "vm = VM(memory='128M', accel='tcg')\n"
-        "vm.start()\n"
-        "print(vm.pid, vm.runtime_dir)\n"))
-    assert status == "ok", out
-    pid, rundir = out[-1].split()
+    pid, rundir = boot_vm(client, "vm.pid, vm.runtime_dir")
     qemu = psutil.Process(int(pid))
     os.kill(manager.provisioner.pid, signal.SIGTERM)
     qemu.wait(30)

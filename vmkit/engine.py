@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cleanup import start_ticks
 from .errors import EngineError, MissingComponent, VmkitError
 from .paths import private_dir, state_dir
 from .reaper import Terminated
@@ -313,24 +314,14 @@ def _unmount_data_root() -> None:
                        check=False)
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stream:
-            return stream.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def _alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
+    return start_ticks(pid) is not None
 
 
 def _start_time(pid: int) -> str | None:
     """When the process started (clock ticks after boot): tells a reused pid apart."""
-    fields = _stat(pid)
-    return fields[19] if fields and fields[0] != "Z" else None
+    ticks = start_ticks(pid)
+    return None if ticks is None else str(ticks)
 
 
 def _log_tail(lines: int = 15) -> str:
