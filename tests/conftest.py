@@ -111,3 +111,12 @@ def docker_engine():
     yield endpoint
     if started:
         engine.stop()
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(tmp_path_factory, docker_engine, guest_artifacts):
+    """One JupyterLab server on loopback for every browser test of the session."""
+    from browser import running_jupyter_lab
+
+    with running_jupyter_lab(tmp_path_factory.mktemp("jupyter")) as lab:
+        yield lab

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -171,3 +172,36 @@ def test_workload_panel_starts_shows_phases_and_stops(docker_engine, guest_artif
     panel.close()
     assert panel.workload is None
     assert not qemu_children() and not session_containers()
+
+
+@pytest.mark.integration
+def test_running_the_cell_again_stops_the_previous_panels_work(docker_engine, guest_artifacts):
+    """A new panel with the same key closes the last one: a re-run cell leaks nothing."""
+    from vmkit.widgets import WorkloadPanel
+
+    first = WorkloadPanel(kind="container", memory="128M", key="lab")
+    first.start()
+    first.job.wait(60)
+    running = first.workload
+    assert running is not None and running.running
+    other = WorkloadPanel(kind="container", key="another cell")  # a different key: untouched
+    assert first.workload is running
+    second = WorkloadPanel(kind="container", memory="128M", key="lab")
+    assert first.workload is None and not running.running
+    second.close()
+    other.close()
+    assert not session_containers()
+
+
+@pytest.mark.integration
+def test_closing_a_panel_mid_boot_stops_the_vm(guest_artifacts):
+    from vmkit.widgets import WorkloadPanel
+
+    panel = WorkloadPanel(kind="vm", memory="128M")
+    panel.start()
+    deadline = time.monotonic() + 30
+    while "QEMU 프로세스" not in panel.phases.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    panel.close()
+    assert panel.workload is None and not panel.job.busy
+    assert not qemu_children()

@@ -1,73 +1,22 @@
-"""ipywidgets panels for the labs, built on the same core objects as the CLI.
-
-Work that takes seconds (booting a guest, a comparison) runs on a background thread and
-updates the widgets as phases and trials arrive, so the notebook never freezes. Every
-panel keeps what it started and stops it on `close()`, on its Stop button, and when the
-kernel shuts down.
-"""
+"""The first lab's panels: one workload's phases live, and the side-by-side comparison."""
 
 from __future__ import annotations
 
 import html
-import threading
-import traceback
 from typing import Any
 
 import ipywidgets as W
 
-from . import compare as compare_mod
-from . import plots
-from .errors import VmkitError
-from .units import format_bytes
-
-MEMORY_CHOICES = ["128M", "256M", "512M"]
-#: Readable spacing for the small HTML tables (the notebook's CSS packs them tight).
-TABLE_STYLE = "border-spacing: 14px 2px; text-align: right"
+from .. import compare as compare_mod
+from .. import plots
+from ..units import format_bytes
+from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel
 
 
-def _error_html(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, VmkitError) else f"{type(exc).__name__}: {exc}"
-    return f"<pre style='color:#b00020;white-space:pre-wrap'>오류: {html.escape(text)}</pre>"
-
-
-class _Background:
-    """One background job at a time, with a stop event and error reporting to a widget."""
-
-    def __init__(self, status: W.HTML):
-        self.status = status
-        self.thread: threading.Thread | None = None
-        self.stop_event = threading.Event()
-
-    @property
-    def busy(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def run(self, job, done) -> None:
-        self.stop_event.clear()
-
-        def body() -> None:
-            try:
-                job()
-            except BaseException as exc:  # shown to the student, not raised in a thread
-                self.status.value = _error_html(exc)
-                if not isinstance(exc, VmkitError):
-                    traceback.print_exc()
-            finally:
-                done()
-
-        self.thread = threading.Thread(target=body, name="vmkit-widget", daemon=True)
-        self.thread.start()
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the running job ends (for tests and nbval)."""
-        if self.thread:
-            self.thread.join(timeout)
-
-
-class WorkloadPanel(W.VBox):
+class WorkloadPanel(Panel):
     """Start one VM or container, watch its phases arrive live, look inside, stop it."""
 
-    def __init__(self, kind: str = "vm", memory: str = "256M"):
+    def __init__(self, kind: str = "vm", memory: str = "256M", key: str = ""):
         self.kind = kind
         self.workload = None
         self.kind_select = W.ToggleButtons(options=[("VM (QEMU)", "vm"), ("컨테이너 (Docker)", "container")],
@@ -78,16 +27,16 @@ class WorkloadPanel(W.VBox):
         self.status = W.HTML("준비되면 <b>시작</b>을 누르세요.")
         self.phases = W.HTML()
         self.details = W.HTML()
-        self.job = _Background(self.status)
+        self.job = Background(self.status)
         self.start_button.on_click(lambda _b: self.start())
         self.stop_button.on_click(lambda _b: self.stop())
         super().__init__([W.HBox([self.kind_select, self.memory_select]),
                           W.HBox([self.start_button, self.stop_button]),
-                          self.status, self.phases, self.details])
+                          self.status, self.phases, self.details], key=key)
 
     def _factory(self):
-        from .container import Container
-        from .vm import VM
+        from ..container import Container
+        from ..vm import VM
 
         cls = VM if self.kind_select.value == "vm" else Container
         return cls(memory=self.memory_select.value)
@@ -131,15 +80,17 @@ class WorkloadPanel(W.VBox):
         self.stop_button.disabled = True
         self.start_button.disabled = False
 
-    def close(self) -> None:
+    def stop_all(self) -> None:
+        if self.workload is not None:
+            self.workload.stop()  # safe mid-start: that start then ends with an error
+        self.job.wait(60)
         self.stop()
-        super().close()
 
 
-class ComparePanel(W.VBox):
+class ComparePanel(Panel):
     """Run `vmkit.compare` live: each trial redraws the plots and the summary table."""
 
-    def __init__(self, trials: int = 3, memory: str = "128M"):
+    def __init__(self, trials: int = 3, memory: str = "128M", key: str = ""):
         self.trials = W.IntSlider(value=trials, min=1, max=10, description="시행 횟수")
         self.memory_select = W.Dropdown(options=MEMORY_CHOICES, value=memory, description="메모리")
         self.kinds = W.SelectMultiple(options=[(compare_mod.KIND_LABELS[k], k) for k in compare_mod.KINDS],
@@ -155,12 +106,12 @@ class ComparePanel(W.VBox):
         self.table = W.HTML()
         self.records: list[dict[str, Any]] = []
         self.result: compare_mod.Comparison | None = None
-        self.job = _Background(self.status)
+        self.job = Background(self.status)
         self.start_button.on_click(lambda _b: self.start())
         self.stop_button.on_click(lambda _b: self.job.stop_event.set())
         super().__init__([W.HBox([self.trials, self.memory_select]), self.kinds,
                           W.HBox([self.start_button, self.stop_button, self.progress]), self.status,
-                          self.table, self.timeline, self.ready_plot, self.memory_plot])
+                          self.table, self.timeline, self.ready_plot, self.memory_plot], key=key)
 
     def start(self) -> None:
         """Start the comparison in the background."""
@@ -200,10 +151,9 @@ class ComparePanel(W.VBox):
         self.memory_plot.value = plots.png(plots.memory(self.records))
         self.table.value = summary_html(self.records)
 
-    def close(self) -> None:
+    def stop_all(self) -> None:
         self.job.stop_event.set()
         self.job.wait(120)
-        super().close()
 
 
 def summary_html(records) -> str:

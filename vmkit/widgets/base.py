@@ -1,0 +1,103 @@
+"""What every lab panel shares: one background job at a time, Korean errors, small tables,
+and one live panel per key (re-running a notebook cell stops the previous panel's work).
+
+Work that takes seconds (booting a guest, a measurement) runs on a background thread and
+updates the widgets as results arrive, so the notebook never freezes. A panel keeps what
+it started and stops it on `close()`, on its Stop button, when a new panel with the same
+key replaces it (the student ran the cell again), and when the kernel shuts down.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+import weakref
+from typing import Iterable
+
+import ipywidgets as W
+
+from ..errors import VmkitError
+
+MEMORY_CHOICES = ["128M", "256M", "512M"]
+#: Readable spacing for the small HTML tables (the notebook's CSS packs them tight).
+TABLE_STYLE = "border-spacing: 14px 2px; text-align: right"
+
+
+def error_html(exc: BaseException) -> str:
+    """A Korean error line for a status widget (VmkitError's own text, else the type)."""
+    text = str(exc) if isinstance(exc, VmkitError) else f"{type(exc).__name__}: {exc}"
+    return f"<pre style='color:#b00020;white-space:pre-wrap'>오류: {html.escape(text)}</pre>"
+
+
+def table_html(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    """A small HTML table; cells are escaped, None shows as empty."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{'' if c is None else html.escape(str(c))}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f"<table style='{TABLE_STYLE}'>" + (f"<tr>{head}</tr>" if head else "") + body + "</table>"
+
+
+class Background:
+    """One background job at a time, with a stop event and error reporting to a widget."""
+
+    def __init__(self, status: W.HTML):
+        self.status = status
+        self.thread: threading.Thread | None = None
+        self.stop_event = threading.Event()
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def run(self, job, done) -> None:
+        self.stop_event.clear()
+
+        def body() -> None:
+            try:
+                job()
+            except BaseException as exc:  # shown to the student, not raised in a thread
+                self.status.value = error_html(exc)
+                if not isinstance(exc, VmkitError):
+                    traceback.print_exc()
+            finally:
+                done()
+
+        self.thread = threading.Thread(target=body, name="vmkit-widget", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the running job ends (for tests and nbval)."""
+        if self.thread:
+            self.thread.join(timeout)
+
+
+_live_panels: "weakref.WeakValueDictionary[tuple, Panel]" = weakref.WeakValueDictionary()
+
+
+class Panel(W.VBox):
+    """Base of the lab panels: one live panel per (class, key).
+
+    Creating a panel closes the previous one of the same class and key, so running a
+    notebook cell again stops what the last run started. Subclasses stop their work in
+    `stop_all()`; `close()` calls it.
+    """
+
+    def __init__(self, children=(), key: str = "", **kwargs):
+        super().__init__(list(children), **kwargs)
+        self._panel_key = (type(self).__name__, key)
+        previous = _live_panels.get(self._panel_key)
+        if previous is not None and previous is not self:
+            previous.close()
+        _live_panels[self._panel_key] = self
+
+    def stop_all(self) -> None:
+        """Stop everything this panel started (subclasses)."""
+
+    def close(self) -> None:
+        try:
+            self.stop_all()
+        finally:
+            if _live_panels.get(self._panel_key) is self:
+                del _live_panels[self._panel_key]
+            super().close()
