@@ -10,6 +10,10 @@ The packages come from apt's current candidates, but a start never depends on th
 apt offers newer packages (after `apt-get update`) whose set is not built yet, the newest
 complete set built by this vmkit stays in use until `vmkit fetch` builds the new one.
 Only Debian 12 (bookworm) is supported: the cloud kernel package is Debian's.
+
+Each guest architecture (`arches`) has sets of its own. The host's own architecture is
+built from the system's apt; another one (arm64 on an amd64 host) from a private apt state
+under the cache dir, so the system's dpkg architectures are never changed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import errno
 import json
 import os
 import shutil
@@ -27,21 +32,23 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
+from . import arches
 from .cpio import CpioWriter
 from .errors import ArtifactError, MissingComponent
 from .paths import cache_dir
 
 #: Bump when the layout of the artifacts changes; part of every version key.
 SCHEMA = 3
-KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
+KERNEL_META_PACKAGE = arches.X86_64.kernel_meta_package
 BUSYBOX_PACKAGE = "busybox-static"
-IMAGE_REPOSITORY = "vmkit/busybox"
+IMAGE_REPOSITORY = arches.X86_64.image_repository
 SUPPORTED_SYSTEM = "Debian 12 (bookworm)"
 OS_RELEASE = Path("/etc/os-release")
-#: Drivers the guest needs: virtio over MMIO (microvm) or PCI (q35), the console and
+#: Drivers the x86_64 guest needs: virtio over MMIO (microvm) or PCI (q35), the console and
 #: virtio-serial port for the agent, and the balloon. Their dependencies are added.
-GUEST_MODULES = ("virtio_mmio", "virtio_pci", "virtio_console", "virtio_balloon")
+GUEST_MODULES = arches.X86_64.modules
 MANIFEST = "manifest.json"
 
 
@@ -72,6 +79,13 @@ class Artifacts:
     modules: tuple[str, ...]
     #: `guest_key()` of the vmkit that built the set; "" for sets built before it existed.
     guest_key: str = ""
+    #: The guest architecture (`arches`); sets built before there were two are x86_64.
+    arch: str = arches.DEFAULT
+
+    @property
+    def kernel(self) -> Path:
+        """The kernel file QEMU boots (`-kernel`): vmlinux on x86_64, Image on aarch64."""
+        return self.root / arches.lookup(self.arch).kernel_file
 
     @property
     def vmlinuz(self) -> Path:
@@ -96,11 +110,13 @@ class Artifacts:
     @property
     def image(self) -> str:
         """The container image tag imported from `rootfs`."""
-        return f"{IMAGE_REPOSITORY}:{self.version}"
+        return f"{arches.lookup(self.arch).image_repository}:{self.version}"
 
     def files(self) -> dict[str, Path]:
-        return {"vmlinuz": self.vmlinuz, "vmlinux": self.vmlinux, "initrd": self.initrd,
-                "rootfs": self.rootfs}
+        """Every file of the set by name (the keys of the manifest's sizes)."""
+        arch = arches.lookup(self.arch)
+        kept = {"vmlinuz": self.vmlinuz} if KERNEL_FORMATS[arch.kernel_format].keep_vmlinuz else {}
+        return {**kept, arch.kernel_file: self.kernel, "initrd": self.initrd, "rootfs": self.rootfs}
 
     def sizes(self) -> dict[str, int]:
         return {name: path.stat().st_size for name, path in self.files().items()}
@@ -124,16 +140,19 @@ def _run(argv: list[str], what: str, **kwargs) -> str:
 APT_LISTS = Path("/var/lib/apt/lists")
 
 
-def _apt_show(name: str) -> dict[str, str]:
+def _apt_show(name: str, *options: str) -> dict[str, str]:
     """`apt-cache show` fields of the candidate version, memoized until apt's lists change.
 
+    options: apt `-o` settings of a private state (`private_apt`); none for the system's apt.
     apt-cache takes about 0.6 s a call here; the memo keeps a second `vmkit fetch` fast.
     """
+    lists = Path(_option(options, "Dir::State::Lists") or APT_LISTS)
     try:
-        lists_key = str(APT_LISTS.stat().st_mtime_ns)
+        lists_key = str(lists.stat().st_mtime_ns)
     except OSError:
         lists_key = "none"
-    memo_path = cache_dir() / "apt-memo.json"
+    memo_path = cache_dir() / (f"apt-memo-{_option(options, 'APT::Architecture')}.json"
+                               if options else "apt-memo.json")
     try:
         memo = json.loads(memo_path.read_text())
         if memo.get("lists") != lists_key:
@@ -141,7 +160,7 @@ def _apt_show(name: str) -> dict[str, str]:
     except (OSError, ValueError):
         memo = {"lists": lists_key}
     if name not in memo:
-        text = _run(["apt-cache", "show", "--no-all-versions", name],
+        text = _run(["apt-cache", *options, "show", "--no-all-versions", name],
                     f"패키지(package) {name} 조회")
         fields: dict[str, str] = {}
         for line in text.splitlines():
@@ -157,9 +176,9 @@ def _apt_show(name: str) -> dict[str, str]:
     return memo[name]
 
 
-def resolve_package(name: str) -> Package:
-    """Ask apt which version of `name` it would install, with its SHA256."""
-    fields = _apt_show(name)
+def resolve_package(name: str, *options: str) -> Package:
+    """Ask apt (with `options`, see `_apt_show`) which version of `name` it would install."""
+    fields = _apt_show(name, *options)
     if "Version" not in fields or "SHA256" not in fields:
         raise ArtifactError(
             f"apt가 패키지(package) {name}을(를) 모릅니다.",
@@ -183,18 +202,18 @@ def os_release() -> dict[str, str]:
     return fields
 
 
-def _kernel_unknown(apt_said: str = "") -> ArtifactError:
-    """apt cannot name the cloud kernel: on Debian, refresh the lists; elsewhere, use Debian."""
+def _kernel_unknown(meta: str, apt_said: str = "") -> ArtifactError:
+    """apt cannot name the cloud kernel `meta` points at: on Debian, refresh the lists; elsewhere, use Debian."""
     info = os_release()
     if info.get("ID") == "debian":
         return ArtifactError(
-            f"apt에서 게스트 커널 패키지(package) {KERNEL_META_PACKAGE}가 가리키는 커널을 "
+            f"apt에서 게스트 커널 패키지(package) {meta}가 가리키는 커널을 "
             "찾지 못했습니다." + (f"\n{apt_said}" if apt_said else ""),
             "`apt-get update`로 패키지 목록을 새로 받은 뒤 다시 시도하세요 (`make setup`이 합니다).",
         )
     name = info.get("PRETTY_NAME") or info.get("ID") or "알 수 없는 배포판"
     return ArtifactError(
-        f"이 시스템({name})의 apt는 게스트 커널 패키지(package) {KERNEL_META_PACKAGE}를 모릅니다. "
+        f"이 시스템({name})의 apt는 게스트 커널 패키지(package) {meta}를 모릅니다. "
         f"이 패키지는 Debian에만 있어서 vmkit은 {SUPPORTED_SYSTEM}만 지원합니다 "
         "(Ubuntu는 지원하지 않습니다).",
         f"Ubuntu 등에서는 {SUPPORTED_SYSTEM} 안에서 실행하세요: Debian 12 가상 머신(VM), "
@@ -203,17 +222,69 @@ def _kernel_unknown(apt_said: str = "") -> ArtifactError:
     )
 
 
-def resolve_kernel_package() -> Package:
-    """The concrete cloud kernel package the meta package points at."""
+def resolve_kernel_package(arch: arches.Arch = arches.X86_64, *options: str) -> Package:
+    """The concrete cloud kernel package the architecture's meta package points at."""
+    meta = arch.kernel_meta_package
     try:
-        depends = _apt_show(KERNEL_META_PACKAGE).get("Depends", "")
+        depends = _apt_show(meta, *options).get("Depends", "")
     except ArtifactError as exc:
-        raise _kernel_unknown(str(exc)) from None
+        raise _kernel_unknown(meta, str(exc)) from None
     for item in depends.split(","):
         name = item.strip().split(" ")[0]
         if name.startswith("linux-image-"):
-            return resolve_package(name)
-    raise _kernel_unknown()
+            return resolve_package(name, *options)
+    raise _kernel_unknown(meta)
+
+
+def _option(options: tuple[str, ...], key: str) -> str | None:
+    """The value of `-o key=value` among apt `options`, if there."""
+    prefix = f"{key}="
+    return next((o[len(prefix):] for o in options if o.startswith(prefix)), None)
+
+
+def apt_options(arch: arches.Arch) -> tuple[str, ...]:
+    """apt `-o` settings for `arch`'s packages: none on its own host, else a private state.
+
+    The private state (its own package lists and cache under `cache_dir()/apt-<debian>`)
+    knows only that architecture; the system's apt and dpkg stay as they are.
+    """
+    if arch.native:
+        return ()
+    state = cache_dir() / f"apt-{arch.debian}"
+    return ("-o", f"APT::Architecture={arch.debian}", "-o", f"APT::Architectures::={arch.debian}",
+            "-o", f"Dir::State::Lists={state / 'lists'}", "-o", f"Dir::Cache={state / 'cache'}")
+
+
+def refresh_apt(arch: arches.Arch) -> None:
+    """Bring a private apt state's package lists up to date (`apt-get update`).
+
+    Done when they are missing or the system's lists changed since (the system ran
+    `apt-get update`), so a second `vmkit fetch` asks the network nothing.
+    """
+    options = apt_options(arch)
+    if not options:
+        return
+    lists, cache = Path(_option(options, "Dir::State::Lists")), Path(_option(options, "Dir::Cache"))
+    stamp = lists / "vmkit-system-lists"
+    try:
+        system_key = str(APT_LISTS.stat().st_mtime_ns)
+    except OSError:
+        system_key = "none"
+    try:
+        if stamp.read_text() == system_key:
+            return
+    except OSError:
+        pass
+    for path in (lists / "partial", cache / "archives" / "partial"):
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        _run(["apt-get", *options, "update", "-q"],
+             f"{arch.debian} 패키지 목록(package lists) 받기")
+    except ArtifactError as exc:
+        raise ArtifactError(
+            f"아키텍처(architecture) {arch.name}({arch.debian})용 패키지 목록을 받지 못했습니다: {exc}",
+            "네트워크와 /etc/apt/sources.list(.d)의 Debian 저장소를 확인하세요.") from None
+    stamp.write_text(system_key)
 
 
 def sha256_file(path: Path) -> str:
@@ -224,9 +295,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_and_extract(package: Package, workdir: Path) -> Path:
-    """`apt-get download` the package, check its SHA256 against apt's, unpack it."""
-    _run(["apt-get", "download", "-q", package.spec],
+def download_and_extract(package: Package, workdir: Path, *options: str) -> Path:
+    """`apt-get download` the package (apt `options` as in `_apt_show`), check its SHA256
+    against apt's, unpack it."""
+    _run(["apt-get", *options, "download", "-q", package.spec],
          f"{package.name} 내려받기(download)", cwd=workdir)
     debs = list(workdir.glob(f"{package.name}_*.deb"))
     if len(debs) != 1:
@@ -276,6 +348,39 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     return bytes(out)
 
 
+ARM64_IMAGE_MAGIC = (0x38, b"ARM\x64")
+
+
+def arm64_image(vmlinuz: bytes) -> bytes:
+    """The arm64 kernel `Image` QEMU's virt boots: Debian ships it as is (gunzipped if not)."""
+    image = gzip.decompress(vmlinuz) if vmlinuz[:2] == b"\x1f\x8b" else vmlinuz
+    at, magic = ARM64_IMAGE_MAGIC
+    if image[at:at + len(magic)] != magic:
+        raise ArtifactError("커널 파일이 arm64 Image 형식이 아닙니다 (ARM\\x64 표시가 없습니다).")
+    return image
+
+
+@dataclass(frozen=True)
+class KernelFormat:
+    """How the kernel file QEMU boots is made from Debian's vmlinuz."""
+
+    boot_kernel: Callable[[bytes], bytes]
+    #: Whether the set keeps Debian's vmlinuz too (x86_64: the bzImage q35 boots).
+    keep_vmlinuz: bool
+
+
+#: By `Arch.kernel_format`.
+KERNEL_FORMATS = {"bzimage-lz4": KernelFormat(extract_vmlinux, keep_vmlinuz=True),
+                  "arm64-image": KernelFormat(arm64_image, keep_vmlinuz=False)}
+
+
+def elf_machine(binary: bytes) -> int | None:
+    """`e_machine` of a little-endian ELF file (62: x86-64, 183: AArch64), else None."""
+    if binary[:4] != b"\x7fELF" or binary[5] != 1:
+        return None
+    return int.from_bytes(binary[18:20], "little")
+
+
 def module_depends(ko: bytes) -> list[str]:
     """The `depends=` list from a kernel module's .modinfo strings."""
     at = ko.find(b"\0depends=")
@@ -315,9 +420,35 @@ def guest_script(name: str) -> bytes:
 
 
 def busybox_applets(busybox: Path) -> list[str]:
-    """Install paths of every applet (`bin/sh`, `sbin/poweroff`, ...) the binary offers."""
-    text = _run([str(busybox), "--list-full"], "BusyBox 애플릿(applet) 목록")
+    """Install paths of every applet (`bin/sh`, `sbin/poweroff`, ...) the binary offers.
+
+    A BusyBox this host cannot run (another architecture: "exec format error") is read
+    instead (`foreign_applets`).
+    """
+    try:
+        text = _run([str(busybox), "--list-full"], "BusyBox 애플릿(applet) 목록")
+    except OSError as exc:
+        if exc.errno != errno.ENOEXEC:
+            raise
+        return foreign_applets(busybox.read_bytes())
     return sorted({line.strip().lstrip("/") for line in text.splitlines() if line.strip()})
+
+
+def foreign_applets(binary: bytes) -> list[str]:
+    """Applet install paths of a BusyBox of another architecture, without running it.
+
+    The names come from the binary's own sorted applet name table ("[", "[[", "acpid",
+    ...); the directory of each from this host's BusyBox (`busybox --list-full`, the same
+    Debian source), and `bin/` for a name the host's build lacks.
+    """
+    start = binary.find(b"\0[\0[[\0")
+    end = binary.find(b"\0\0", start + 1)
+    if start < 0 or end < 0:
+        raise ArtifactError("BusyBox 실행 파일에서 애플릿(applet) 이름표를 찾지 못했습니다.")
+    names = binary[start + 1:end].decode("ascii", "replace").split("\0")
+    host = shutil.which("busybox")
+    known = {Path(p).name: p for p in (busybox_applets(Path(host)) if host else [])}
+    return sorted(known.get(name, f"bin/{name}") for name in names)
 
 
 def userland_entries(busybox: bytes, applets: list[str]):
@@ -373,20 +504,20 @@ def write_rootfs_tar(path: Path, entries) -> None:
 
 # ---------------------------------------------------------------- versions and the cache
 
-def guest_key() -> str:
-    """A hash of vmkit's own share of every set: the layout, the modules, the guest scripts."""
+def guest_key(arch: "str | arches.Arch | None" = None) -> str:
+    """A hash of vmkit's own share of a set: the layout, the architecture's modules, the guest scripts."""
     digest = hashlib.sha256()
-    for part in (str(SCHEMA).encode(), ",".join(GUEST_MODULES).encode(),
+    for part in (str(SCHEMA).encode(), ",".join(arches.lookup(arch).modules).encode(),
                  guest_script("init"), guest_script("agent")):
         digest.update(part + b"\0")
     return digest.hexdigest()
 
 
-def version_key(kernel: Package, busybox: Package) -> str:
+def version_key(kernel: Package, busybox: Package, arch: "str | arches.Arch | None" = None) -> str:
     """A short hash of everything that shapes the artifacts: the packages and `guest_key()`."""
     digest = hashlib.sha256()
     for part in (kernel.name, kernel.version, kernel.sha256, busybox.version, busybox.sha256,
-                 guest_key()):
+                 guest_key(arch)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:12]
 
@@ -399,7 +530,7 @@ def load(root: Path) -> Artifacts | None:
             version=manifest["version"], root=root, kernel_release=manifest["kernel_release"],
             kernel_package=manifest["kernel_package"],
             busybox_version=manifest["busybox_version"], modules=tuple(manifest["modules"]),
-            guest_key=manifest.get("guest_key", ""))
+            guest_key=manifest.get("guest_key", ""), arch=manifest.get("arch", arches.DEFAULT))
         if artifacts.sizes() != manifest["sizes"]:
             return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -407,16 +538,18 @@ def load(root: Path) -> Artifacts | None:
     return artifacts
 
 
-def installed() -> list[Artifacts]:
-    """Every complete artifact set in the cache, newest first."""
-    found = [a for a in (load(p) for p in cache_dir().glob("*/")) if a]
+def installed(arch: "str | arches.Arch | None" = None) -> list[Artifacts]:
+    """Every complete artifact set in the cache (of `arch` if given), newest first."""
+    name = arch and arches.lookup(arch).name
+    found = [a for a in (load(p) for p in cache_dir().glob("*/")) if a and name in (None, a.arch)]
     return sorted(found, key=lambda a: a.root.stat().st_mtime, reverse=True)
 
 
-def newest_built() -> Artifacts | None:
-    """The newest complete set built by this vmkit (same `guest_key()`), whatever its packages."""
-    key = guest_key()
-    return next((a for a in installed() if a.guest_key == key), None)
+def newest_built(arch: "str | arches.Arch | None" = None) -> Artifacts | None:
+    """The newest complete set of `arch` built by this vmkit (same `guest_key()`), whatever its packages."""
+    arch = arches.lookup(arch)
+    key = guest_key(arch)
+    return next((a for a in installed(arch) if a.guest_key == key), None)
 
 
 @dataclass(frozen=True)
@@ -426,12 +559,16 @@ class Candidate:
     version: str
     kernel: Package
     busybox: Package
+    arch: str = arches.DEFAULT
 
 
-def candidate() -> Candidate:
-    """Ask apt for the candidate packages and name the set they make."""
-    kernel, busybox = resolve_kernel_package(), resolve_package(BUSYBOX_PACKAGE)
-    return Candidate(version_key(kernel, busybox), kernel, busybox)
+def candidate(arch: "str | arches.Arch | None" = None) -> Candidate:
+    """Ask apt for the architecture's candidate packages and name the set they make."""
+    arch = arches.lookup(arch)
+    options = apt_options(arch)
+    kernel = resolve_kernel_package(arch, *options)
+    busybox = resolve_package(BUSYBOX_PACKAGE, *options)
+    return Candidate(version_key(kernel, busybox, arch), kernel, busybox, arch.name)
 
 
 @dataclass(frozen=True)
@@ -452,65 +589,74 @@ class Status:
                 "`vmkit fetch`로 만드세요.")
 
 
-def status(offline_ok: bool = True) -> Status:
-    """The candidate's set if built, else the newest set this vmkit built (see `Status`).
+def status(offline_ok: bool = True, arch: "str | arches.Arch | None" = None) -> Status:
+    """The candidate's set of `arch` if built, else the newest set this vmkit built (see `Status`).
 
     Without apt (offline, no lists) the newest built set is used unless `offline_ok` is False.
     """
+    arch = arches.lookup(arch)
     try:
-        wanted = candidate()
+        wanted = candidate(arch)
     except (ArtifactError, MissingComponent):
         if not offline_ok:
             raise
-        return Status(newest_built())
+        return Status(newest_built(arch))
     built = load(cache_dir() / wanted.version)
-    return Status(built) if built else Status(newest_built(), wanted)
+    return Status(built) if built else Status(newest_built(arch), wanted)
 
 
-def current(offline_ok: bool = True) -> Artifacts | None:
-    """The artifacts to use now (see `status`), or None when no usable set is built."""
-    return status(offline_ok).artifacts
+def current(offline_ok: bool = True, arch: "str | arches.Arch | None" = None) -> Artifacts | None:
+    """The artifacts of `arch` to use now (see `status`), or None when no usable set is built."""
+    return status(offline_ok, arch).artifacts
 
 
-def require() -> Artifacts:
-    """The artifacts to use now (see `status`), or a Korean error that says how to get them."""
-    artifacts = current()
+def require(arch: "str | arches.Arch | None" = None) -> Artifacts:
+    """The artifacts of `arch` to use now (see `status`), or a Korean error that says how to get them."""
+    arch = arches.lookup(arch)
+    artifacts = current(arch=arch)
     if artifacts is None:
+        which = "" if arch.native else f"{arch.name}용 "
         raise MissingComponent(
-            "게스트 아티팩트(guest artifacts: 커널, initramfs, 컨테이너 이미지)가 아직 없습니다.",
+            f"{which}게스트 아티팩트(guest artifacts: 커널, initramfs, 컨테이너 이미지)가 아직 없습니다.",
             "`vmkit fetch`로 만드세요 (`make setup`이 합니다).",
         )
     return artifacts
 
 
-def fetch(progress: bool = True, force: bool = False) -> Artifacts:
-    """Build apt's candidate set into the cache unless it is already there.
+def fetch(progress: bool = True, force: bool = False,
+          arch: "str | arches.Arch | None" = None) -> Artifacts:
+    """Build apt's candidate set of `arch` into the cache unless it is already there.
 
+    Without `arch`, every architecture's set is built (what `vmkit fetch` and `make setup`
+    need), the default architecture's first, and that one is returned.
     A failure (disk full, an interrupted download, ...) leaves no partial version behind:
     the build happens in a temporary directory that is removed on any error.
     """
+    targets = [arches.lookup(arch)] if arch is not None else list(arches.ARCHES.values())
     try:
-        return _fetch(progress, force)
+        built = [_fetch(target, progress, force) for target in targets]
     except OSError as exc:
-        import errno
-
         why = "디스크 공간이 부족합니다" if exc.errno == errno.ENOSPC else f"파일 작업 실패 ({exc})"
         raise ArtifactError(f"게스트 아티팩트(guest artifacts)를 만들지 못했습니다: {why}.",
                             f"캐시 위치: {cache_dir()} (VMKIT_CACHE로 바꿀 수 있습니다)") from exc
+    return built[0]
 
 
-def _fetch(progress: bool, force: bool) -> Artifacts:
+def _fetch(arch: arches.Arch, progress: bool, force: bool) -> Artifacts:
     from tqdm.auto import tqdm
 
-    wanted = candidate()
+    refresh_apt(arch)
+    options = apt_options(arch)
+    wanted = candidate(arch)
     kernel, busybox_pkg, version = wanted.kernel, wanted.busybox, wanted.version
     final = cache_dir() / version
     if not force and (done := load(final)):
         return done
     cache_dir().mkdir(parents=True, exist_ok=True)
-    steps = ["커널 패키지 내려받기", "BusyBox 내려받기", "vmlinux 풀기", "모듈 고르기",
+    steps = ["커널 패키지 내려받기", "BusyBox 내려받기", f"{arch.kernel_file} 만들기", "모듈 고르기",
              "initramfs 만들기", "rootfs.tar 만들기", "저장"]
-    bar = tqdm(total=len(steps), desc="vmkit fetch", unit="단계", disable=not progress)
+    desc = "vmkit fetch" if arch.native else f"vmkit fetch ({arch.name})"
+    bar = tqdm(total=len(steps), desc=desc, unit="단계", disable=not progress)
     with tempfile.TemporaryDirectory(prefix=f".{version}.partial-", dir=cache_dir()) as tmp:
         work = Path(tmp)
         out = work / "out"
@@ -522,25 +668,31 @@ def _fetch(progress: bool, force: bool) -> Artifacts:
             bar.set_postfix_str(steps[i])
 
         step(0)
-        kernel_tree = download_and_extract(kernel, work)
+        kernel_tree = download_and_extract(kernel, work, *options)
         step(1)
-        busybox_tree = download_and_extract(busybox_pkg, work)
+        busybox_tree = download_and_extract(busybox_pkg, work, *options)
         release = kernel.name.removeprefix("linux-image-")
         step(2)
-        bzimage = (kernel_tree / "boot" / f"vmlinuz-{release}").read_bytes()
-        (out / "vmlinuz").write_bytes(bzimage)
-        (out / "vmlinux").write_bytes(extract_vmlinux(bzimage))
+        kernel_format = KERNEL_FORMATS[arch.kernel_format]
+        vmlinuz = (kernel_tree / "boot" / f"vmlinuz-{release}").read_bytes()
+        if kernel_format.keep_vmlinuz:
+            (out / "vmlinuz").write_bytes(vmlinuz)
+        (out / arch.kernel_file).write_bytes(kernel_format.boot_kernel(vmlinuz))
         step(3)
-        modules = module_load_order(kernel_tree, release)
+        modules = module_load_order(kernel_tree, release, arch.modules)
         busybox_bin = busybox_tree / "bin" / "busybox"
-        entries = list(userland_entries(busybox_bin.read_bytes(), busybox_applets(busybox_bin)))
+        busybox = busybox_bin.read_bytes()
+        if elf_machine(busybox) != arch.elf_machine:
+            raise ArtifactError(f"{busybox_pkg.spec}의 BusyBox가 {arch.name}용 ELF 실행 파일이 아닙니다 "
+                                f"(e_machine {elf_machine(busybox)} ≠ {arch.elf_machine}).")
+        entries = list(userland_entries(busybox, busybox_applets(busybox_bin)))
         step(4)
         write_initramfs(out / "initramfs.cpio.gz", entries, modules)
         step(5)
         write_rootfs_tar(out / "rootfs.tar", entries)
         step(6)
         artifacts = Artifacts(version, final, release, kernel.spec, busybox_pkg.version,
-                              tuple(name for name, _ in modules), guest_key())
+                              tuple(name for name, _ in modules), guest_key(arch), arch.name)
         manifest = {**asdict(artifacts), "root": None, "built_at": time.time(),
                     "sizes": {name: (out / p.name).stat().st_size
                               for name, p in artifacts.files().items()}}

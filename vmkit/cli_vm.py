@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 
+from . import arches
 from .cli import emit_json
 from .units import format_bytes
 from .workload import guest_view
@@ -16,6 +17,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--memory", default="256M", help="게스트 메모리(memory) 크기, 예: 256M, 1G (기본 256M)")
     p.add_argument("--cpus", default="1", help="vCPU 개수 (기본 1)")
     p.add_argument("--accel", default="auto", help="가속기(accelerator): auto, kvm, tcg (기본 auto)")
+    p.add_argument("--arch", default=arches.DEFAULT,
+                   help=f"게스트 아키텍처(architecture): {', '.join(arches.ARCHES)} (기본 {arches.DEFAULT})")
     p.add_argument("--timeout", type=float, default=60.0, help="준비(ready)를 기다릴 최대 초 (기본 60)")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_boot)
@@ -31,14 +34,16 @@ def boot_report(vm: VM, timeout: float = 60.0, on_phase=None) -> dict:
     finally:
         vm.stop()
     guest = guest_view(trace, usage, kernel)
-    return {"kind": "vm", "name": vm.name, "accel": trace.accel, "accel_reason": trace.accel_reason,
+    return {"kind": "vm", "name": vm.name, "arch": vm.arch.name, "accel": trace.accel,
+            "accel_reason": trace.accel_reason,
             "memory_bytes": vm.memory_bytes, "cpus": vm.cpus, "ready_s": trace.ready_s,
             "phases": trace.seconds(), "usage": usage.to_dict(), "guest": guest,
-            "host": {"kernel": platform.release()}, "vcpus": vcpus, "stop": vm.last_stop}
+            "host": {"kernel": platform.release(), "machine": arches.host_arch()}, "vcpus": vcpus,
+            "stop": vm.last_stop}
 
 
 def cmd_boot(args) -> int:
-    vm = VM(memory=args.memory, cpus=args.cpus, accel=args.accel)  # bad input fails here
+    vm = VM(memory=args.memory, cpus=args.cpus, accel=args.accel, arch=args.arch)  # bad input fails here
     if args.json:
         report = boot_report(vm, args.timeout)
         emit_json(report)
@@ -47,14 +52,15 @@ def cmd_boot(args) -> int:
     def show(name: str, seconds: float) -> None:
         print(f"  {seconds:7.3f} s  {name:10s} {PHASE_LABELS.get(name, '')}", flush=True)
 
-    print(f"VM {vm.name} 부팅(boot): 메모리(memory) {format_bytes(vm.memory_bytes)}, vCPU {vm.cpus},"
-          f" 가속기(accelerator) {vm.accel_request}")
+    print(f"VM {vm.name} 부팅(boot): 아키텍처(architecture) {vm.arch.name},"
+          f" 메모리(memory) {format_bytes(vm.memory_bytes)}, vCPU {vm.cpus}, 가속기(accelerator) {vm.accel_request}")
     print("  시각(QEMU 시작부터)  단계(phase)")
     report = boot_report(vm, args.timeout, on_phase=show)
     usage, guest = report["usage"], report["guest"]
     print(f"\n가속기(accelerator): {report['accel'].upper()} — {report['accel_reason']}")
     print(f"준비(ready)까지: {report['ready_s']:.3f} s, 게스트가 잰 가동 시간(uptime): {guest.get('uptime_s')} s")
-    print(f"게스트 커널(guest kernel): {guest['kernel']}  (호스트 커널(host kernel): {report['host']['kernel']})")
+    print(f"게스트 커널(guest kernel): {guest['kernel']} {guest.get('machine', '')}"
+          f"  (호스트 커널(host kernel): {report['host']['kernel']} {report['host']['machine']})")
     if guest.get("mem_total_bytes"):
         share = guest["mem_total_bytes"] / report["memory_bytes"] * 100
         print(f"게스트 메모리(MemTotal): {format_bytes(guest['mem_total_bytes'])}"

@@ -1,7 +1,8 @@
 """The QEMU binary and the command lines vmkit gives it.
 
 Kept apart from `vm` so that the KVM probe, the VM class and the benchmark's "plain QEMU"
-baseline all take their options from one place.
+baseline all take their options from one place. What differs between guest architectures
+(binary, machine, CPU, kernel arguments) comes from the artifacts' `arches.Arch`.
 """
 
 from __future__ import annotations
@@ -14,32 +15,34 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import arches
 from .artifacts import Artifacts
 from .errors import MissingComponent
 
-QEMU_NAME = "qemu-system-x86_64"
+QEMU_NAME = arches.X86_64.qemu
 READY_MARKER = "VMKIT-READY"
 AGENT_PORT = "org.vmkit.agent"
 
-#: Kernel arguments that trim the emulated boot (DESIGN.md): no slow clock calibration,
-#: no PS/2 aux probe, and a fixed TSC frequency because microvm has no PIT/HPET to
-#: calibrate against (without it about half the TCG boots hung). Measured with
-#: `initcall_debug` under TCG: the crypto self-tests (`cryptomgr.notests`) took about
-#: 0.3 s of a 1.3 s kernel boot, and two initcalls that only self-test a KDF and set up
-#: kprobe tracing another 0.2 s; skipping them brought the ready median from about
-#: 1.7 s to about 1.4-1.5 s. Unknown initcall names are ignored by other kernels.
-KERNEL_ARGS = ("console=ttyS0 quiet tsc=reliable no_timer_check i8042.noaux "
-               "tsc_early_khz=2000000 panic=-1 rdinit=/init cryptomgr.notests=1 "
-               "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+#: The x86_64 guest's kernel arguments (`arches`), which trim the emulated boot (DESIGN.md):
+#: no slow clock calibration, no PS/2 aux probe, and a fixed TSC frequency because microvm
+#: has no PIT/HPET to calibrate against (without it about half the TCG boots hung).
+#: Measured with `initcall_debug` under TCG: the crypto self-tests (`cryptomgr.notests`)
+#: took about 0.3 s of a 1.3 s kernel boot, and two initcalls that only self-test a KDF and
+#: set up kprobe tracing another 0.2 s; skipping them brought the ready median from about
+#: 1.7 s to about 1.4-1.5 s. Unknown initcall names are ignored by other kernels; every
+#: architecture's arguments end the same way (`arches.KERNEL_ARGS_TAIL`).
+KERNEL_ARGS = arches.X86_64.kernel_args
 
 
-def qemu_binary() -> str:
-    """Path of qemu-system-x86_64 (`$VMKIT_QEMU` overrides), or a Korean error."""
-    path = os.environ.get("VMKIT_QEMU") or shutil.which(QEMU_NAME)
+def qemu_binary(arch: "str | arches.Arch | None" = None) -> str:
+    """Path of the architecture's QEMU (e.g. qemu-system-x86_64; `Arch.qemu_env` overrides),
+    or a Korean error."""
+    arch = arches.lookup(arch)
+    path = os.environ.get(arch.qemu_env) or shutil.which(arch.qemu)
     if not path or not os.access(path, os.X_OK):
         raise MissingComponent(
-            f"QEMU 실행 파일(`{QEMU_NAME}`)을 찾을 수 없습니다.",
-            "`sudo apt-get install qemu-system-x86` 또는 `make setup`으로 설치하세요.",
+            f"QEMU 실행 파일(`{arch.qemu}`)을 찾을 수 없습니다.",
+            f"`sudo apt-get install {arch.qemu_package}` 또는 `make setup`으로 설치하세요.",
         )
     return path
 
@@ -76,22 +79,24 @@ class Machine:
 def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = None,
          agent_socket: Path | None = None, paused: bool = False, sandbox: bool = True,
          incoming: str | None = None, extra_append: str = "") -> list[str]:
-    """The full qemu-system-x86_64 command line for one vmkit guest.
+    """The full QEMU command line for one vmkit guest of the artifacts' architecture.
 
-    microvm with the uncompressed PVH kernel: no firmware, no PCI, so the guest reaches
-    userland in about 2 s under TCG against 3.3-4.5 s for q35 with the bzImage.
+    x86_64: microvm with the uncompressed PVH kernel: no firmware, no PCI, so the guest
+    reaches userland in about 1.4 s under TCG against about 2.1 s for q35 with the bzImage.
+    aarch64: virt with a Cortex-A57 and the arm64 Image. Both attach virtio-mmio devices.
     """
+    arch = arches.lookup(artifacts.arch)
     args = [
-        qemu_binary(),
-        "-machine", "microvm,pit=off,pic=off,rtc=on",
+        qemu_binary(arch),
+        *arch.machine_args,
         *machine.accel_args(),
         "-m", f"{machine.memory_mib}M",
         "-smp", str(machine.cpus),
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
         "-serial", "stdio",
-        "-kernel", str(artifacts.vmlinux),
+        "-kernel", str(artifacts.kernel),
         "-initrd", str(artifacts.initrd),
-        "-append", f"{KERNEL_ARGS} {extra_append}".strip(),
+        "-append", f"{arch.kernel_args} {extra_append}".strip(),
         "-device", "virtio-balloon-device,id=balloon0",
     ]
     if agent_socket is not None:

@@ -20,6 +20,11 @@ with `quiet` the kernel prints its buffered early lines once the serial console 
 registered), `ready` (`VMKIT-READY`: userland is up), `agent` (the agent answered).
 A restore from a snapshot has `spawned`, `qmp_ready`, `restored` (incoming migration
 loaded), `resumed`, `ready` (the agent answered).
+
+The guest's architecture (`arch`, default x86_64) picks its artifacts, and through them
+QEMU's binary, machine and kernel arguments (`arches`); the phases and the guest agent are
+the same for every architecture. A guest of another architecture than the host's always
+runs under TCG: KVM runs only the host CPU's own instructions.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import psutil
 
+from . import arches, background, paths, qemu
 from . import artifacts as artifacts_mod
-from . import background, paths, qemu
 from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
 from .agent_channel import Replies, request_line
 from .qmp import QMPSession
@@ -96,15 +101,22 @@ class VM(Workload):
 
     memory: guest RAM ('256M', '1G', or MiB as a number); cpus: vCPUs; accel: 'auto'
     (KVM when the probe found it usable, else TCG), 'kvm' (fail fast if unusable) or
-    'tcg'; name: unique among running VMs (default: a random one). kernel_args are
-    appended to the kernel command line; qemu_args to QEMU's (advanced; no shell).
+    'tcg'; name: unique among running VMs (default: a random one); arch: the guest's
+    architecture, 'x86_64' or 'aarch64' (see `arches`). kernel_args are appended to the
+    kernel command line; qemu_args to QEMU's (advanced; no shell).
     """
 
     kind = "vm"
 
     def __init__(self, memory: str | int = "256M", cpus: int = 1, accel: str = "auto",
-                 name: str | None = None, *, artifacts: artifacts_mod.Artifacts | None = None,
+                 name: str | None = None, *, arch: str = arches.DEFAULT,
+                 artifacts: artifacts_mod.Artifacts | None = None,
                  kernel_args: str = "", qemu_args: Sequence[str] = ()):
+        self.arch = arches.lookup(arch)
+        if artifacts is not None and artifacts.arch != self.arch.name:
+            raise InvalidInput(
+                f"아티팩트(artifacts) {artifacts.version}는 아키텍처(architecture) {artifacts.arch}용인데 "
+                f"VM은 {self.arch.name}입니다.", f"arch={artifacts.arch!r}로 만들거나 그 아키텍처의 아티팩트를 주세요.")
         super().__init__(name=_check_name(name) if name is not None else f"vm-{secrets.token_hex(4)}")
         self.memory_bytes = parse_memory(memory, minimum=MIN_MEMORY)
         self.memory_mib = -(-self.memory_bytes // MiB)
@@ -144,7 +156,7 @@ class VM(Workload):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return (f"<VM {self.name} {format_bytes(self.memory_bytes)} cpus={self.cpus} "
+        return (f"<VM {self.name} {self.arch.name} {format_bytes(self.memory_bytes)} cpus={self.cpus} "
                 f"accel={self.accel or self.accel_request} {state}>")
 
     # ------------------------------------------------------------ properties
@@ -178,8 +190,8 @@ class VM(Workload):
         self._replies = Replies()
         self._stderr.clear()
         # Preflight: everything that can be refused is refused before QEMU starts.
-        binary = qemu.qemu_binary()
-        arts = self.artifacts or artifacts_mod.require()
+        binary = qemu.qemu_binary(self.arch)
+        arts = self.artifacts or artifacts_mod.require(self.arch)
         self.accel, self.accel_reason = self._resolve_accel()
         trace.accel, trace.accel_reason = self.accel, self.accel_reason
         if self._snapshot_stamp is not None:
@@ -262,7 +274,9 @@ class VM(Workload):
     def _resolve_accel(self) -> tuple[str, str]:
         if self.accel_request == "tcg":
             return "tcg", "요청대로 TCG(소프트웨어 에뮬레이션)를 씁니다."
-        usable, reason = kvm_status()
+        usable, reason = kvm_status() if self.arch.native else (False, (
+            f"KVM을 쓸 수 없습니다: 게스트의 아키텍처(architecture) {self.arch.name}가 호스트"
+            f"({arches.host_arch()})와 달라, 호스트 CPU가 게스트의 명령어를 직접 실행할 수 없습니다."))
         if self.accel_request == "kvm":
             if not usable:  # the probe's reason already begins "KVM을 쓸 수 없습니다: ..."
                 raise MissingComponent(
@@ -547,11 +561,11 @@ class VM(Workload):
                 log=self._last_console()) from None
 
     def _guest_info(self, timeout: float) -> dict[str, Any]:
-        """What the guest reports about itself: kernel release and memory."""
-        _, out = self._request("uname -r; cat /proc/meminfo", timeout)
-        lines = out.splitlines()
-        mem = parse_meminfo("\n".join(lines[1:]))
-        return {"kernel": lines[0].strip() if lines else "",
+        """What the guest reports about itself: kernel release, machine (`uname -m`), memory."""
+        _, out = self._request("uname -r; uname -m; cat /proc/meminfo", timeout)
+        lines = out.splitlines() + ["", ""]
+        mem = parse_meminfo("\n".join(lines[2:]))
+        return {"kernel": lines[0].strip(), "machine": lines[1].strip(),
                 "mem_total_bytes": mem.get("MemTotal"),
                 "mem_available_bytes": mem.get("MemAvailable")}
 
@@ -727,9 +741,9 @@ class VM(Workload):
         """
         qmp_session = self._require_qmp()
         path = Path(path)
-        arts = self.artifacts or artifacts_mod.require()
+        arts = self.artifacts or artifacts_mod.require(self.arch)
         was_running = self.status() == "running"
-        stamp = self._stamp(arts, qemu.qemu_binary())
+        stamp = self._stamp(arts, qemu.qemu_binary(self.arch))
         stamp["name"] = self.name
         stamp["created"] = time.time()
         if was_running and self._ready:
@@ -808,11 +822,11 @@ class VM(Workload):
     def _stamp(self, arts: artifacts_mod.Artifacts, binary: str) -> dict[str, Any]:
         """What must match between a snapshot and the QEMU that restores it."""
         argv = self._argv(arts, runtime_dir=Path("/RUNTIME"))
-        argv[0] = "qemu-system-x86_64"
+        argv[0] = self.arch.qemu
         argv = [arg.replace(str(arts.root), "/ARTIFACTS") for arg in argv]
         argv = [arg.replace(f"{self.name},debug-threads", "NAME,debug-threads") for arg in argv]
         digest = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
-        return {"format": SNAPSHOT_FORMAT, "artifacts": arts.version,
+        return {"format": SNAPSHOT_FORMAT, "arch": self.arch.name, "artifacts": arts.version,
                 "kernel_release": arts.kernel_release, "qemu_version": qemu.qemu_version(binary),
                 "memory_mib": self.memory_mib, "cpus": self.cpus, "accel": self.accel,
                 "kernel_args": self.kernel_args, "qemu_args": list(self.qemu_args),
@@ -831,7 +845,8 @@ class VM(Workload):
         """
         stamp = read_snapshot_stamp(path)
         vm = cls(memory=stamp["memory_mib"], cpus=stamp["cpus"], accel=stamp["accel"],
-                 name=name, artifacts=artifacts, kernel_args=kernel_args, qemu_args=qemu_args)
+                 name=name, arch=stamp["arch"], artifacts=artifacts, kernel_args=kernel_args,
+                 qemu_args=qemu_args)
         vm._snapshot_path = Path(path).resolve()
         vm._snapshot_stamp = stamp
         return vm
@@ -911,6 +926,7 @@ def read_snapshot_stamp(path: str | os.PathLike) -> dict[str, Any]:
         if stamp.get("format") != SNAPSHOT_FORMAT:
             raise ValueError
         int(stamp["memory_mib"]), int(stamp["cpus"]), str(stamp["accel"])
+        stamp.setdefault("arch", arches.DEFAULT)  # made before there were two architectures
     except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidInput(f"스냅샷(snapshot) '{path}'의 헤더(header)가 손상되었거나 다른 형식입니다.") from None
     return stamp
@@ -919,6 +935,7 @@ def read_snapshot_stamp(path: str | os.PathLike) -> dict[str, Any]:
 def _check_stamp(saved: dict, current: dict, path: Path | None) -> None:
     """Refuse a snapshot whose artifacts, QEMU or options differ from this restore's."""
     checks = [
+        ("arch", "아키텍처(architecture)", "스냅샷을 만든 VM과 같은 arch로 복원하세요."),
         ("artifacts", "게스트 아티팩트(artifacts: 커널·initramfs)", "같은 아티팩트로 새로 부팅해서 스냅샷을 다시 만드세요."),
         ("qemu_version", "QEMU 버전(version)", "스냅샷을 만든 것과 같은 QEMU로 복원하세요."),
         ("options", "QEMU 옵션(options: 머신·장치·커널 인자)", "같은 vmkit과 같은 설정으로 스냅샷을 다시 만드세요."),
