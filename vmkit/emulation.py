@@ -209,10 +209,12 @@ class Emulation:
 
 def measure(task: str = "loop", size=None, trials: int = 3, accels: str | Iterable[str] = "auto",
             memory="128M", on_result: Callable[[dict], None] | None = None,
-            stop: threading.Event | None = None, timeout: float = 120.0) -> Emulation:
+            stop: threading.Event | None = None, timeout: float = 120.0,
+            on_start: Callable[[Emulation], None] | None = None) -> Emulation:
     """Run `task` of `size` in a container and in VMs, `trials` times each, alternating.
 
-    Everything is checked before anything starts. `on_result` gets each record as it
+    Everything is checked before anything starts; then `on_start` gets the (empty)
+    result, which names the runners and the command. `on_result` gets each record as it
     lands. Setting `stop` stops the workloads at once (a running command included);
     the records so far come back with `cancelled` set. Nothing is left running.
     """
@@ -226,6 +228,8 @@ def measure(task: str = "loop", size=None, trials: int = 3, accels: str | Iterab
     runners = resolve_runners(accels)
     compare.preflight(("vm", "container"))
     result = Emulation(spec.name, size, spec.command(size), runners, trials)
+    if on_start:
+        on_start(result)
     stop = stop or threading.Event()
     started: list[Workload] = []
     finished = threading.Event()
