@@ -8,7 +8,7 @@ VMKIT       := $(BIN)/vmkit
 STAMP       := $(VENV)/.installed
 # Debian packages the project needs: QEMU, the Docker Engine, BusyBox, a Korean font,
 # apt-get download / dpkg-deb for the guest kernel, Chromium for the browser tests.
-SYSTEM_PACKAGES := qemu-system-x86 qemu-utils docker.io busybox-static fonts-nanum \
+SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-static fonts-nanum \
                    ca-certificates chromium chromium-driver python3-venv
 PYTEST_ARGS ?=
 
