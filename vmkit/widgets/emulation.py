@@ -110,6 +110,10 @@ class EmulationPanel(Panel):
         self.stop()
         self.job.wait(60)
 
+    def close(self) -> None:
+        if hasattr(self, "_panel_key"):  # else __init__ refused its arguments: nothing to close
+            super().close()
+
 
 def headline_html(records) -> str:
     """'VM (QEMU+TCG)은 컨테이너보다 N배 느립니다' for each VM runner measured so far."""
