@@ -6,10 +6,10 @@ background thread), in the Hangul-capable font `plots` registers.
 
 from __future__ import annotations
 
+from .isolation import KIND_LABELS
 from .plots import KIND_COLORS, _figure
 
 MiB = 1 << 20
-KIND_LABELS = {"vm": "VM (QEMU)", "container": "컨테이너 (Docker)"}
 
 
 def oom_timeline(run):
