@@ -96,9 +96,11 @@ def test_panel_size_follows_the_task():
     from vmkit.widgets.emulation import EmulationPanel
 
     panel = EmulationPanel(task="loop", size=400)
-    assert (panel.size.value, panel.size.min, panel.size.max, panel.unit.value) == (400, 5, 500, "천 번")
+    assert (panel.size.value, panel.size.min, panel.size.max) == (400, 5, 500)
+    assert panel.size.description == "크기(size, 천 번)"
     panel.task_select.value = "sha256"
-    assert (panel.size.value, panel.size.min, panel.size.max, panel.unit.value) == (8, 1, 64, "MiB")
+    assert (panel.size.value, panel.size.min, panel.size.max) == (8, 1, 64)
+    assert panel.size.description == "크기(size, MiB)"
     panel.close()
     with pytest.raises(InvalidInput):
         EmulationPanel(task="loop", size=0)

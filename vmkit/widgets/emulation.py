@@ -11,6 +11,7 @@ from .. import emulation, plots
 from .base import Background, Panel, table_html
 
 _WIDE = {"description_width": "initial"}
+_BUTTONS = {"description_width": "initial", "button_width": "auto"}
 
 
 class EmulationPanel(Panel):
@@ -24,9 +25,8 @@ class EmulationPanel(Panel):
         spec = emulation.get_task(task)
         self.task_select = W.ToggleButtons(
             options=[(t.label, t.name) for t in emulation.TASKS.values()], value=spec.name,
-            description="작업(task)", style=_WIDE)
-        self.size = W.IntSlider(description="크기(size)", style=_WIDE, continuous_update=False)
-        self.unit = W.Label()
+            description="작업(task)", style=_BUTTONS)
+        self.size = W.IntSlider(style=_WIDE, continuous_update=False)
         self.trials = W.IntSlider(value=trials, min=1, max=5, description="시행 횟수(trials)",
                                   style=_WIDE)
         self.run_button = W.Button(description="측정 시작", button_style="success", icon="play")
@@ -45,7 +45,7 @@ class EmulationPanel(Panel):
                                  "value")
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
-        super().__init__([self.task_select, W.HBox([self.size, self.unit, self.trials]),
+        super().__init__([self.task_select, W.HBox([self.size, self.trials]),
                           W.HBox([self.run_button, self.stop_button, self.progress]),
                           self.status, self.headline, self.table, self.plot], key=key)
 
@@ -55,7 +55,7 @@ class EmulationPanel(Panel):
         self.size.min, self.size.max = 0, spec.maximum  # widen first: min ≤ value ≤ max always
         self.size.value = value
         self.size.min = spec.minimum
-        self.unit.value = spec.unit
+        self.size.description = f"크기(size, {spec.unit})"
 
     def run(self) -> None:
         """Measure in the background; records, table and plot arrive as trials end."""
