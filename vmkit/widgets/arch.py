@@ -32,7 +32,7 @@ class ArchPanel(Panel):
         options = [(f"{a.name} ({'호스트와 같은 CPU' if a.native else 'QEMU가 흉내 낸 CPU'})", a.name)
                    for a in arches.ARCHES.values()]
         self.arch_select = W.ToggleButtons(options=options, value=arches.lookup(arch).name,
-                                           description="아키텍처", style={"button_width": "auto"})
+                                           description="아키텍처", style={"button_width": "auto", "description_width": "initial"})
         self.memory_select = W.Dropdown(options=MEMORY_CHOICES, value=memory, description="메모리",
                                         layout=W.Layout(width="200px"))
         self.boot_button = W.Button(description="부팅", button_style="success", icon="play")
