@@ -9,12 +9,12 @@ STAMP       := $(VENV)/.installed
 # Debian packages the project needs: QEMU, the Docker Engine, BusyBox, a Korean font,
 # apt-get download / dpkg-deb for the guest kernel, Chromium for the browser tests.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-static fonts-nanum \
-                   ca-certificates chromium chromium-driver python3-venv
+                   ca-certificates chromium chromium-driver python3-venv nodejs poppler-utils
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv artifacts book test lab bench clean
+.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench clean
 
-setup: system-packages venv artifacts
+setup: system-packages venv artifacts js-packages
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -41,8 +41,33 @@ $(STAMP): pyproject.toml
 artifacts: venv
 	$(VMKIT) fetch
 
+# The JavaScript the book serves itself (ipywidgets HTML manager, RequireJS, MathJax): the
+# exact versions in package-lock.json, checked against its integrity hashes by `npm ci`.
+# npm is installed only if missing: Debian's npm package conflicts with a nodejs that bundles
+# npm (NodeSource's), so it cannot be in SYSTEM_PACKAGES.
+NODE_STAMP  := node_modules/.vmkit-installed
+js-packages: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json | system-packages
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "npm이 필요합니다. 다음 명령을 실행한 뒤 다시 시도하세요:"; \
+	    echo "  sudo apt-get install -y --no-install-recommends npm"; exit 1; \
+	  fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+# --all: every page and the search index are rebuilt, and every lab really runs again.
 book: setup
-	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going .
+	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all .
+
+# The whole book as one PDF: the singlehtml build, printed by Debian's Chromium (Playwright).
+PDF         := _build/pdf/vmkit-textbook.pdf
+pdf: setup
+	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all \
+	  --builder singlehtml .
+	$(BIN)/python book/_ext/print_pdf.py _build/singlehtml $(PDF)
 
 test: setup
 	$(VMKIT) engine exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)

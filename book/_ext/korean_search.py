@@ -1,0 +1,124 @@
+"""Korean full-text search for the built book (Sphinx has none and falls back to English).
+
+Korean attaches particles and endings to the word they follow: 커널은, 커널을, 커널의,
+컨테이너와, 하이퍼바이저는, VM은. Sphinx's English splitter keeps each of those as a word of
+its own, so a search for 커널 misses 커널은, and a search for 커널을 finds only 커널을.
+
+This search language splits and stems Korean the same way in Python (the index) and in the
+browser (`splitQuery` and `Stemmer` in `language_data.js`):
+
+- split: runs of Hangul syllables and runs of other word characters are separate words, so
+  `VM은` gives `vm` and `은`, `cgroup으로` gives `cgroup` and `으로`. A Hangul word that is a
+  bare particle (은, 으로, 에서) or a single syllable is dropped, on both sides.
+- stem: a Hangul word loses particles and common endings from its end (longest first,
+  repeatedly: 컨테이너들에서는 -> 컨테이너), never below two syllables, so 속도, 결과 and 정의
+  keep their last syllable. Other words get Sphinx's English (Porter) stemmer.
+
+Both the index and the query hold the stem, so 커널, 커널을 and 커널은 all find every page
+with any of them. The rules are a short table, not a morphological analyser: a noun whose last
+syllable happens to be a particle (도메인 -> 도메) is cut the same way in the index and in the
+query, so it is still found. Rebuild with `--all` after changing anything here: Sphinx keeps
+the old index for unchanged pages otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.search.en import SearchEnglish, js_porter_stemmer
+
+HANGUL = "\uac00-\ud7a3"  # precomposed syllables 가..힣
+
+#: Particles (josa), the copula and frequent noun + 하다/되다 endings, stripped from the end.
+PARTICLES = sorted(set("""
+    이 가 을 를 은 는 의 에 와 과 도 만 로 나 랑 란 인 들 적 한 할 함 된
+    으로 에서 에게 한테 께서 까지 부터 마다 처럼 보다 조차 마저 밖에 만큼 대로 이나 이랑
+    이란 라는 이라 이며 이고 이다 이든 든지 로서 로써 으로서 으로써 로부터 으로부터
+    이라는 이라고 라고 입니다 이었다 였다 이에요 예요 이죠 이지만
+    합니다 하는 하고 하며 하면 하여 해서 했다 한다 하기 되는 됩니다 되어 된다 적인 적으로
+""".split()), key=lambda p: (-len(p), p))
+#: A stem keeps at least this many syllables.
+MIN_STEM = 2
+#: How many particles/endings may be stripped from one word (컨테이너 + 들 + 에서 + 는).
+MAX_STRIPS = 3
+
+_TOKEN = re.compile(rf"[{HANGUL}]+|[^\W{HANGUL}]+")
+_HANGUL_WORD = re.compile(rf"[{HANGUL}]+")
+_PARTICLE_SET = frozenset(PARTICLES)
+
+
+def strip_particles(word: str) -> str:
+    """A Hangul word without its trailing particles/endings (at least MIN_STEM syllables)."""
+    for _ in range(MAX_STRIPS):
+        for particle in PARTICLES:
+            if word.endswith(particle) and len(word) - len(particle) >= MIN_STEM:
+                word = word[:-len(particle)]
+                break
+        else:
+            break
+    return word
+
+
+def split(text: str) -> list[str]:
+    """Words of `text`: Hangul runs and other word-character runs; bare particles dropped."""
+    return [token for token in _TOKEN.findall(text)
+            if not (_HANGUL_WORD.fullmatch(token)
+                    and (len(token) < MIN_STEM or token in _PARTICLE_SET))]
+
+
+JS_SPLITTER = """
+/* Korean: split as book/_ext/korean_search.py `split` does. */
+var splitQuery = (query) => (query.match(/%(token)s/gu) || []).filter(
+  (token) => !(/^[%(hangul)s]+$/u.test(token)
+               && (token.length < %(min_stem)d || KOREAN_PARTICLES.has(token))));
+""" % {"token": r"[\uAC00-\uD7A3]+|(?:(?![\uAC00-\uD7A3])[\p{L}\p{N}_])+",
+       "hangul": r"\uAC00-\uD7A3", "min_stem": MIN_STEM}
+
+_PORTER = js_porter_stemmer.replace("var Stemmer = function()", "var PorterStemmer = function()")
+assert _PORTER != js_porter_stemmer, "Sphinx's Porter stemmer JS changed: update korean_search"
+
+JS_STEMMER = _PORTER + """
+/* Korean: strip particles as book/_ext/korean_search.py `strip_particles` does. */
+var KOREAN_PARTICLES_LONGEST_FIRST = %(particles)s;
+var KOREAN_PARTICLES = new Set(KOREAN_PARTICLES_LONGEST_FIRST);
+var Stemmer = function() {
+  const porter = new PorterStemmer();
+  const stripParticles = (word) => {
+    for (let round = 0; round < %(max_strips)d; round++) {
+      const particle = KOREAN_PARTICLES_LONGEST_FIRST.find(
+        (p) => word.endsWith(p) && word.length - p.length >= %(min_stem)d);
+      if (particle === undefined) break;
+      word = word.slice(0, word.length - particle.length);
+    }
+    return word;
+  };
+  this.stemWord = (word) =>
+    /^[%(hangul)s]+$/u.test(word) ? stripParticles(word) : porter.stemWord(word);
+};
+""" % {"particles": json.dumps(PARTICLES, ensure_ascii=False), "max_strips": MAX_STRIPS,
+       "min_stem": MIN_STEM, "hangul": r"\uAC00-\uD7A3"}
+
+
+class SearchKorean(SearchEnglish):
+    """Korean (with English words in between): particle-stripping stems, Porter for the rest."""
+
+    lang = "ko"
+    language_name = "Korean"
+    js_splitter_code = JS_SPLITTER
+    js_stemmer_code = JS_STEMMER
+
+    def split(self, input: str) -> list[str]:
+        return split(input)
+
+    def stem(self, word: str) -> str:
+        if _HANGUL_WORD.fullmatch(word):
+            return strip_particles(word)
+        return super().stem(word)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_search_language(SearchKorean)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
