@@ -2,9 +2,8 @@
 
 A guest measures time with the clock its (virtual) hardware gives it. While the
 hypervisor holds a VM's vCPUs (QMP `stop`), the host's time goes on but the guest runs no
-instruction, and under TCG its clock stands still as well: after `cont` the guest's
-uptime has grown by less than the host's time. (With KVM the guest's kvmclock may
-follow the host's time instead, and the gap is smaller.)
+instruction, and QEMU holds the guest's virtual clock with them: after `cont` the
+guest's uptime has grown by less than the host's time, by about the time it was paused.
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ FILL_PATH = "/tmp/vmkit-fill"
 FILL_SHARE = 0.4
 #: The steps of `transfer`, in order, with the labels the lab's plot shows.
 STAGES = {
-    "start": "① 처음",
-    "b_shrunk": "② B 줄임",
-    "a_used": "③ A 사용 후 해제",
-    "a_shrunk": "④ A 줄임",
-    "b_grown": "⑤ B 늘림",
-    "b_used": "⑥ B 사용",
+    "start": "1. 처음",
+    "b_shrunk": "2. B 줄임",
+    "a_used": "3. A 사용 후 해제",
+    "a_shrunk": "4. A 줄임",
+    "b_grown": "5. B 늘림",
+    "b_used": "6. B 사용",
 }
 
 
@@ -116,8 +116,8 @@ def transfer(a, b, amount="128M", use="80M",
              stop: threading.Event | None = None) -> list[dict[str, Any]]:
     """The lab's experiment: memory goes from VM `a` to VM `b` through the host's pool.
 
-    From both guests at full size: ② `b` gives `amount` back, ③ `a` uses `use` and frees
-    it, ④ `a` gives `amount` back, ⑤ `b` takes `amount`, ⑥ `b` uses `use`. After each
+    From both guests at full size: (2) `b` gives `amount` back, (3) `a` uses `use` and
+    frees it, (4) `a` gives `amount` back, (5) `b` takes `amount`, (6) `b` uses `use`. After each
     step (see `STAGES`) both VMs are measured (`view`). Returns one record per VM and
     step; `on_stage(stage, rows)` sees each step as it ends; `stop` ends it after a step.
     """

@@ -81,7 +81,7 @@ def memory_figure(records: list[dict[str, Any]]):
     inside.set_ylim(bottom=0)
     for ax in (lent, inside, host):
         _stage_axis(ax, labels)
-        ax.legend(fontsize=7, frameon=False, loc="lower left")
+        ax.legend(fontsize=7, frameon=False, loc="best")
     return fig
 
 
@@ -363,7 +363,7 @@ class PoolPanel(Panel):
             except WorkloadError:
                 if stop.is_set() or not all(vm.running for vm in vms.values()):
                     return  # the VMs were stopped: the loop ends with them
-                raise
+                # else a guest was paused mid-tick (its agent cannot answer): next tick
 
     def _apply_toggles(self, vms: dict, states: dict[str, str]) -> None:
         for label, vm in vms.items():
@@ -430,8 +430,9 @@ class PoolPanel(Panel):
                 answer = vm.qmp("query-status")
             else:
                 answer = vm.qmp(name)
-            self.qmp_status.value = (f"VM {label} — <code>{html.escape(name)}</code>: "
-                                     f"{html.escape(QMP_COMMANDS.get(name, '실행 상태'))}")
+            what = QMP_COMMANDS.get(name) or ("vCPU를 멈췄습니다(일시 정지)" if name == "stop" else
+                                              "vCPU를 다시 돌립니다(재개)")
+            self.qmp_status.value = f"VM {label} — <code>{html.escape(name)}</code>: {html.escape(what)}"
             self.qmp_view.value = qmp_table(answer)
 
         self.commands.run(work, lambda: None)
