@@ -288,14 +288,15 @@ class CpuRates:
         return [s.to_dict() for s in self.samples]
 
 
-def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, max_rounds: int = 12,
-                    target: float = 0.85, memory: str | int = "32M",
+def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, max_rounds: int = 30,
+                    budget_s: float = 45.0, target: float = 0.85, memory: str | int = "32M",
                     on_sample: Callable[[CpuSample], None] | None = None,
                     stop: threading.Event | None = None) -> CpuRates:
     """One container per quota; a busy loop measured in each, in turn, round after round.
 
-    At least `rounds` rounds; more (up to `max_rounds`) while the largest quota's best rate
-    is below `target` of what one thread can use (a busy host held the loop back).
+    At least `rounds` rounds; more (up to `max_rounds`, within `budget_s` seconds) while the
+    largest quota's best rate is below `target` of what one thread can use: a busy host
+    held the loop back, and a quota only shows when there is CPU to spare.
     Every container is stopped on the way out.
     """
     from .container import Container
@@ -303,10 +304,11 @@ def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, ma
     quotas = tuple(quotas)
     if not quotas:
         raise InvalidInput("CPU 할당량(quota)을 하나 이상 주세요.", "예: quotas=(1.0, 0.5)")
-    if not 1 <= int(rounds) <= int(max_rounds) <= 20:
+    if not 1 <= int(rounds) <= int(max_rounds) <= 100:
         raise InvalidInput(f"반복 횟수 rounds={rounds!r}, max_rounds={max_rounds!r}는 쓸 수 없습니다.",
-                           "1 ≤ rounds ≤ max_rounds ≤ 20 이어야 합니다.")
+                           "1 ≤ rounds ≤ max_rounds ≤ 100 이어야 합니다.")
     _check_seconds(seconds, "측정 시간(seconds)", 60)
+    budget_s = _check_seconds(budget_s, "전체 시간 예산(budget_s)")
     boxes = [Container(memory=memory, cpus=q) for q in quotas]  # checks every quota first
     result = CpuRates(quotas=tuple(box.cpus for box in boxes))
     stop = stop or threading.Event()
@@ -315,6 +317,7 @@ def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, ma
         for box in boxes:
             stack.callback(box.stop)
             box.start()
+        deadline = time.monotonic() + budget_s
         for round_ in range(int(max_rounds)):
             for box in boxes:
                 if stop.is_set():
@@ -324,7 +327,8 @@ def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, ma
                 result.samples.append(sample)
                 if on_sample is not None:
                     on_sample(sample)
-            if round_ + 1 >= rounds and (result.best(top) or 0) >= target * min(top, 1.0):
+            if round_ + 1 >= rounds and ((result.best(top) or 0) >= target * min(top, 1.0)
+                                         or time.monotonic() > deadline):
                 break
     return result
 
@@ -386,7 +390,7 @@ def fork_probe(container, attempts: int | None = None, timeout: float = 30.0) ->
         elif "fork" in line and error is None:
             error = line.strip()
     if pgid and container.running:  # the sleeps are still in the loop's process group
-        container.guest(f"kill -KILL -- -{pgid} 2>/dev/null; true")
+        container.guest(f"kill -KILL -{pgid} 2>/dev/null; true")
     return ForkProbe(limit=limit, attempts=attempts, started=started, peak_pids=peak, error=error, rc=rc)
 
 

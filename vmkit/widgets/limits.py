@@ -16,6 +16,7 @@ import ipywidgets as W
 
 from .. import isolation, isolation_plots, plots
 from ..container import Container
+from ..errors import VmkitError
 from ..units import format_bytes
 from .base import Background, Panel
 
@@ -76,14 +77,21 @@ class LimitsPanel(Panel):
 
         def job() -> None:
             box = self.container = Container(memory=limit)
-            box.start()
-            self._began = time.monotonic()
-            box.on_event(self._on_event)
-            self.status.value = (f"컨테이너 안의 프로세스가 메모리를 초당 {OOM_RATE}iB씩 더 쓰는 중… "
-                                 f"(한도 {format_bytes(limit)})")
-            self.result = isolation.oom_experiment(box, rate=OOM_RATE, on_update=self._show,
-                                                   stop=self.job.stop_event)
-            self._show(self.result, final=True)
+            try:  # the job stops its own container: Stop may come before start() made it
+                box.start()
+                self._began = time.monotonic()
+                box.on_event(self._on_event)
+                self.status.value = (f"컨테이너 안의 프로세스가 메모리를 초당 {OOM_RATE}iB씩 더 쓰는 중… "
+                                     f"(한도 {format_bytes(limit)})")
+                self.result = isolation.oom_experiment(box, rate=OOM_RATE, on_update=self._show,
+                                                       stop=self.job.stop_event)
+                self._show(self.result, final=True)
+            except VmkitError:
+                if not self.job.stop_event.is_set():
+                    raise
+                self.status.value = "중지했습니다."  # stopped while the container was starting
+            finally:
+                box.stop()
 
         self.job.run(job, self._done)
 
