@@ -95,9 +95,10 @@ class Panel(W.VBox):
         """Stop everything this panel started (subclasses)."""
 
     def close(self) -> None:
+        key = getattr(self, "_panel_key", None)  # absent if a subclass failed before Panel.__init__
         try:
             self.stop_all()
         finally:
-            if _live_panels.get(self._panel_key) is self:
-                del _live_panels[self._panel_key]
+            if key is not None and _live_panels.get(key) is self:
+                del _live_panels[key]
             super().close()
