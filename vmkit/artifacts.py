@@ -18,10 +18,10 @@ under the cache dir, so the system's dpkg architectures are never changed.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
-import errno
 import json
 import os
 import shutil
@@ -143,7 +143,7 @@ APT_LISTS = Path("/var/lib/apt/lists")
 def _apt_show(name: str, *options: str) -> dict[str, str]:
     """`apt-cache show` fields of the candidate version, memoized until apt's lists change.
 
-    options: apt `-o` settings of a private state (`private_apt`); none for the system's apt.
+    options: apt `-o` settings of a private state (`apt_options`); none for the system's apt.
     apt-cache takes about 0.6 s a call here; the memo keeps a second `vmkit fetch` fast.
     """
     lists = Path(_option(options, "Dir::State::Lists") or APT_LISTS)
@@ -540,7 +540,7 @@ def load(root: Path) -> Artifacts | None:
 
 def installed(arch: "str | arches.Arch | None" = None) -> list[Artifacts]:
     """Every complete artifact set in the cache (of `arch` if given), newest first."""
-    name = arch and arches.lookup(arch).name
+    name = None if arch is None else arches.lookup(arch).name
     found = [a for a in (load(p) for p in cache_dir().glob("*/")) if a and name in (None, a.arch)]
     return sorted(found, key=lambda a: a.root.stat().st_mtime, reverse=True)
 
