@@ -23,7 +23,7 @@ def oom_timeline(run):
     if run.oom_after_s is not None:
         ax.axvline(run.oom_after_s, color="#333", linestyle=":")
         ax.annotate(f"OOM 이벤트\n{run.oom_after_s:.2f}초", (run.oom_after_s, limit * 0.5),
-                    xytext=(6, 0), textcoords="offset points", fontsize=9)
+                    xytext=(-6, 0), textcoords="offset points", ha="right", fontsize=9)
     ax.set_xlabel("시작부터 지난 시간 (초)")
     ax.set_ylabel("MiB")
     ax.set_title("한도를 넘게 메모리를 쓰면: 커널이 그 프로세스를 강제 종료(OOM kill)")

@@ -22,8 +22,9 @@ from .base import Background, Panel
 
 MiB = 1 << 20
 #: How fast the memory experiment takes memory (bytes per second).
-OOM_RATE = "32M"
-#: Least time between two redraws of the live plot.
+OOM_RATE = "16M"
+#: Least time between two redraws of the live plot (drawn on a thread of its own, so that
+#: drawing never delays the sampling).
 REDRAW_S = 0.5
 #: Engine events not worth showing to a student (vmkit's own looking inside).
 QUIET_EVENTS = ("EXEC_CREATE", "EXEC_START", "EXEC_DIE", "ATTACH", "CREATE", "START")
@@ -51,7 +52,7 @@ class LimitsPanel(Panel):
         self.result: isolation.OomRun | None = None
         self.cpu_result: isolation.CpuRates | None = None
         self._event_lines: list[list] = []  # [event name, seconds, how many in a row]
-        self._began = self._drawn = 0.0
+        self._began = 0.0
         self._lock = threading.Lock()
         self.job = Background(self.status)
         self.oom_button.on_click(lambda _b: self.start_oom())
@@ -77,20 +78,23 @@ class LimitsPanel(Panel):
 
         def job() -> None:
             box = self.container = Container(memory=limit)
+            painter = _Painter(self.plot)
             try:  # the job stops its own container: Stop may come before start() made it
                 box.start()
                 self._began = time.monotonic()
                 box.on_event(self._on_event)
                 self.status.value = (f"컨테이너 안의 프로세스가 메모리를 초당 {OOM_RATE}iB씩 더 쓰는 중… "
                                      f"(한도 {format_bytes(limit)})")
-                self.result = isolation.oom_experiment(box, rate=OOM_RATE, on_update=self._show,
-                                                       stop=self.job.stop_event)
+                self.result = isolation.oom_experiment(
+                    box, rate=OOM_RATE, stop=self.job.stop_event,
+                    on_update=lambda run: (self._show(run), painter.want(run)))
                 self._show(self.result, final=True)
             except VmkitError:
                 if not self.job.stop_event.is_set():
                     raise
                 self.status.value = "중지했습니다."  # stopped while the container was starting
             finally:
+                painter.close(self.result)
                 box.stop()
 
         self.job.run(job, self._done)
@@ -101,6 +105,9 @@ class LimitsPanel(Panel):
         if name in QUIET_EVENTS:
             return
         seconds = event["time"] - self._began
+        signal = (event.get("data") or {}).get("signal")
+        if signal:
+            name += f" (signal {signal})"
         with self._lock:
             lines = self._event_lines
             if lines and lines[-1][0] == name:
@@ -110,20 +117,17 @@ class LimitsPanel(Panel):
             self.events.value = "<br>".join(_event_html(*line) for line in lines[-6:])
 
     def _show(self, run: isolation.OomRun, final: bool = False) -> None:
-        """Meter, status and (at most every REDRAW_S) the plot, from the run so far."""
+        """Meter and status from the run so far."""
         if run.samples:
             used = run.samples[-1][1]
             self.meter.value = min(used / run.limit_bytes, 1.0)
             self.meter.bar_style = "danger" if used > 0.85 * run.limit_bytes else "info"
-            self.meter_label.value = f"&nbsp;{format_bytes(used)} / {format_bytes(run.limit_bytes)}"
+            self.meter_label.value = (f"&nbsp;지금 {format_bytes(used)} / 한도 {format_bytes(run.limit_bytes)}"
+                                      f" (최고 {format_bytes(run.peak_bytes)})")
         if run.oom_after_s is not None:
             self.status.value = (f"<b style='color:#b00020'>OOM 이벤트 도착</b>: 시작 후 {run.oom_after_s:.2f}초. "
                                  f"한도 {format_bytes(run.limit_bytes)}를 넘자 커널이 메모리를 쓰던 "
                                  "프로세스를 강제 종료했습니다(OOM kill).")
-        now = time.monotonic()
-        if final or run.oom_after_s is not None or now - self._drawn >= REDRAW_S:
-            self._drawn = now
-            self.plot.value = plots.png(isolation_plots.oom_timeline(run))
         if final:
             self.status.value += ("" if run.oom_after_s is not None else
                                   " 중지했습니다." if run.cancelled else " OOM 이벤트가 오지 않았습니다.")
@@ -180,8 +184,42 @@ class LimitsPanel(Panel):
         self.job.wait(60)
 
 
+class _Painter:
+    """Redraws the OOM plot on a thread of its own, at most every REDRAW_S, from the latest run."""
+
+    def __init__(self, image: W.Image):
+        self.image = image
+        self.run: isolation.OomRun | None = None
+        self.drawn: tuple | None = None
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="vmkit-oom-plot", daemon=True)
+        self.thread.start()
+
+    def want(self, run: isolation.OomRun) -> None:
+        self.run = run
+
+    def _draw(self) -> None:
+        run = self.run
+        state = run and (len(run.samples), run.oom_after_s)
+        if run is not None and state != self.drawn:
+            self.drawn = state
+            self.image.value = plots.png(isolation_plots.oom_timeline(run))
+
+    def _loop(self) -> None:
+        while not self.closed.wait(REDRAW_S):
+            self._draw()
+
+    def close(self, run: isolation.OomRun | None) -> None:
+        """Stop redrawing; draw `run` (the final state) once more."""
+        self.closed.set()
+        self.thread.join(10)
+        if run is not None:
+            self.run = run
+            self._draw()
+
+
 def _event_html(name: str, seconds: float, count: int) -> str:
-    style = "color:#b00020;font-weight:bold" if name == "OOM" else ""
+    style = "color:#b00020;font-weight:bold" if name == "OOM" else "color:#555"
     times = f" ×{count}" if count > 1 else ""
     return (f"<span style='{style}'>{seconds:.2f}초 · 도커 엔진 이벤트(event) "
             f"<code>{html.escape(name)}</code>{times}</span>")
