@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import arches
-from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel, table_html
+from .base import MEMORY_CHOICES, Background, Panel, table_html
 from .compare import _phase_table
 
 #: How much of the guest's /proc/cpuinfo the panel shows.
