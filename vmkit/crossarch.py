@@ -249,5 +249,5 @@ def plot_boot_times(records):
     from . import plots
 
     fig = plots.phases(records)
-    fig.axes[0].set_title("부팅 단계(phase)별 시간: 아키텍처(architecture)마다 하나씩 (TCG 에뮬레이션 포함)")
+    fig.axes[0].set_title("아키텍처(architecture)별 VM 부팅 단계(phase) 시간 (중앙값)")
     return fig
