@@ -173,9 +173,18 @@ def test_panel_runs_the_balloon_experiment_and_stop_stops_everything(guest_artif
         panel.command("stop")
         panel.wait(30)
         assert "paused" in panel.qmp_view.value
+        paused = time.monotonic()
         assert wait_for(lambda: "멈춤" in panel.clock_view.value), panel.cpu_status.value
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - paused)))
         panel.command("cont")
         panel.wait(30)
+        held = time.monotonic() - paused
+        resumed = time.monotonic()
+        record = panel._clocks["B"]
+        assert wait_for(lambda: record["last"].host_s > resumed)
+        first, last = record["first"], record["last"]
+        lost = (last.host_s - first.host_s) - (last.guest_s - first.guest_s)
+        assert held - 1.0 <= lost <= held + 1.0, (lost, held)
         panel.command("query-balloon")
         panel.wait(30)
         assert "actual" in panel.qmp_view.value and "query-balloon" in panel.qmp_status.value

@@ -391,25 +391,30 @@ class PoolPanel(Panel):
                                + f"<div>호스트 코어 사용률 — {cores}</div>")
         pin = f"코어 {self._pinned_to}에 고정" if self._pinned_to is not None else "고정 안 함"
         self.cpu_plot.value = plots.png(rate_figure(list(self.samples), f"vCPU 스레드가 받는 CPU 시간 ({pin})"))
-        self.cpu_status.value = "실시간으로 재는 중 (1초마다)"
+        self.cpu_status.value = f"실시간으로 재는 중 (1초마다) · 두 vCPU 스레드: <b>{pin}</b>"
 
     def _show_clocks(self, vms: dict, states: dict[str, str]) -> None:
+        """Each guest's uptime against the host's clock: a paused guest's stays where it was."""
         now = time.monotonic()
         rows = []
         for label, vm in vms.items():
             record = self._clocks.get(label)
             if record is None:
                 continue
-            if states[label] == "running":
+            running = states[label] == "running"
+            if running:
                 record["last"] = clock.read(vm)
             first, last = record["first"], record["last"] or record["first"]
-            host_elapsed = now - first.host_s
-            guest_elapsed = last.guest_s - first.guest_s
-            state = "실행 중" if states[label] == "running" else f"멈춤 ({states[label]})"
-            rows.append((label, state, f"{host_elapsed:.1f}", f"{last.guest_s:.2f}",
-                         f"{max(host_elapsed - guest_elapsed, 0.0):.1f}"))
+            lost = (last.host_s - first.host_s) - (last.guest_s - first.guest_s)
+            paused_at = None if running else next(
+                (e["time"] for e in reversed(vm.events()) if e.get("event") == "STOP"), None)
+            rows.append((label, "실행 중" if running else f"멈춤 ({states[label]})",
+                         f"{now - first.host_s:.1f}", f"{last.guest_s:.2f}", f"{max(lost, 0.0):.1f}",
+                         "" if paused_at is None else f"{now - paused_at:.1f}"))
         self.clock_view.value = table_html(
-            ["VM", "상태", "호스트 경과 시간(초)", "게스트 uptime(초)", "게스트가 못 본 시간(초)"], rows)
+            ["VM", "상태", "호스트 경과 시간(초)", "게스트 uptime(초)", "게스트가 못 본 시간(초)", "멈춘 지(초)"], rows) + (
+            "<div>게스트 uptime은 게스트 안의 에이전트(agent)가 읽습니다. 멈춘 게스트는 답하지 못하므로 마지막 값에 머물고, "
+            "재개(cont)한 뒤에는 멈춰 있던 시간만큼 호스트 시계보다 뒤처집니다.</div>")
 
     # -- QMP
     def command(self, name: str) -> None:
