@@ -12,7 +12,9 @@ browser (`splitQuery` and `Stemmer` in `language_data.js`):
   bare particle (은, 으로, 에서) or a single syllable is dropped, on both sides.
 - stem: a Hangul word loses particles and common endings from its end (longest first,
   repeatedly: 컨테이너들에서는 -> 컨테이너), never below two syllables, so 속도, 결과 and 정의
-  keep their last syllable. Other words get Sphinx's English (Porter) stemmer.
+  keep their last syllable. Other words get Sphinx's English (Porter) stemmer, except words
+  of one or two letters, which the browser's Porter stemmer leaves alone (Python's snowball
+  stemmer would turn OS into o, and a search for OS would find nothing).
 
 Both the index and the query hold the stem, so 커널, 커널을 and 커널은 all find every page
 with any of them. The rules are a short table, not a morphological analyser: a noun whose last
@@ -32,13 +34,16 @@ from sphinx.search.en import SearchEnglish, js_porter_stemmer
 
 HANGUL = "\uac00-\ud7a3"  # precomposed syllables 가..힣
 
-#: Particles (josa), the copula and frequent noun + 하다/되다 endings, stripped from the end.
+#: Particles (josa), the copula and frequent noun + 하다/되다/시키다 endings, stripped from
+#: the end. A single syllable here must rarely end a noun of three syllables or more.
 PARTICLES = sorted(set("""
-    이 가 을 를 은 는 의 에 와 과 도 만 로 나 랑 란 인 들 적 한 할 함 된
-    으로 에서 에게 한테 께서 까지 부터 마다 처럼 보다 조차 마저 밖에 만큼 대로 이나 이랑
-    이란 라는 이라 이며 이고 이다 이든 든지 로서 로써 으로서 으로써 로부터 으로부터
-    이라는 이라고 라고 입니다 이었다 였다 이에요 예요 이죠 이지만
-    합니다 하는 하고 하며 하면 하여 해서 했다 한다 하기 되는 됩니다 되어 된다 적인 적으로
+    이 가 을 를 은 는 의 에 와 과 도 만 로 나 랑 란 인 들 적 한 할 함 된 해 냐 씩 별
+    으로 에서 에게 한테 께서 까지 부터 마다 처럼 보다 조차 마저 밖에 만큼 대로 이나 이랑 끼리
+    이란 라는 이라 이며 이고 이다 이든 든지 로서 로써 으로서 으로써 로부터 으로부터 에서든
+    이라는 이라고 라고 라기 이라기 입니다 이었다 였다 이에요 예요 이죠 이지만 이냐 이므로
+    인가 인가요 인지 일까요
+    합니다 하는 하고 하며 하면 하여 해서 했다 한다 하기 하지 하게 하거나 하므로 하면서 하세요
+    했습니다 해야 되는 됩니다 되어 된다 되었다 되었습니다 시키는 시킵니다 적인 적으로
 """.split()), key=lambda p: (-len(p), p))
 #: A stem keeps at least this many syllables.
 MIN_STEM = 2
@@ -116,6 +121,8 @@ class SearchKorean(SearchEnglish):
     def stem(self, word: str) -> str:
         if _HANGUL_WORD.fullmatch(word):
             return strip_particles(word)
+        if len(word) < 3:  # as the browser's Porter stemmer (snowball's makes "os" "o")
+            return word.lower()
         return super().stem(word)
 
 

@@ -24,7 +24,8 @@ What else it takes care of:
   `_static/_vendor/`, where the fonts are served.
 - The `singlehtml` builder (the PDF) renders every notebook into one page, but MyST-NB only
   adds the widget state of the page's own document: this adds every document's state.
-- The `singlehtml` page is moved to the build's root (index.html), where its links work.
+- The `singlehtml` page is moved to the build's root (index.html), where its links work;
+  the `html` build's root index.html redirects to the first page, in Korean (lang="ko").
 - MathJax is copied only when a page loads it; the `singlehtml` builder loads it on every
   page (Jupyter Book sets the "always" asset policy), so it is dropped there when no
   document has an equation.
@@ -41,9 +42,6 @@ from typing import Any
 
 from sphinx.application import Sphinx
 from sphinx.errors import ConfigError, ExtensionError
-from sphinx.util import logging
-
-logger = logging.getLogger(__name__)
 
 #: Where the served files live, relative to the build's `_static/` (Sphinx resolves script
 #: paths there); the copy in the build is `_static/_vendor/...`.
@@ -54,19 +52,17 @@ EMBED_AMD = f"{VENDOR}/@jupyter-widgets/html-manager/dist/embed-amd.js"
 REQUIRE_JS = f"{VENDOR}/requirejs/require.js"
 MATHJAX_JS = f"{VENDOR}/mathjax/tex-mml-chtml.js"
 
-#: Served path -> source under node_modules/ (a file, or a folder copied whole).
+#: Served path -> source under node_modules/.
 WIDGET_FILES = {
     REQUIRE_JS: "requirejs/require.js",
     EMBED_AMD: "@jupyter-widgets/html-manager/dist/embed-amd.js",
 }
-#: Font Awesome fonts (woff2, woff fallback), which the manager's CSS loads relative to the
-#: RequireJS module that asked: @jupyter-widgets/html-manager/dist/... or @jupyter-widgets/...
-WIDGET_FONTS = ("1551f4f60c37af51121f.woff2", "7a3337626410ca2f4071.woff2",
-                "d878b0a6a1144760244f.woff2", "2285773e6b4b172f07d9.woff",
-                "bb58e57c48a3e911f15f.woff", "eeccf4f66002c6f2ba24.woff")
-for _font in WIDGET_FONTS:
-    for _folder in ("@jupyter-widgets/html-manager/dist", "@jupyter-widgets"):
-        WIDGET_FILES[f"{VENDOR}/{_folder}/{_font}"] = f"@jupyter-widgets/html-manager/dist/{_font}"
+#: The manager's Font Awesome fonts (button icons; woff2, woff as fallback): its CSS loads them
+#: relative to the RequireJS module that asks, @jupyter-widgets/html-manager/dist/... or
+#: @jupyter-widgets/..., so they are served in both folders.
+WIDGET_FONTS = ("@jupyter-widgets/html-manager/dist", ("*.woff2", "*.woff"),
+                (f"{VENDOR}/@jupyter-widgets/html-manager/dist", f"{VENDOR}/@jupyter-widgets"))
+#: Served folder -> folder under node_modules/, copied whole, only if a page loads MathJax.
 MATHJAX_FILES = {
     MATHJAX_JS: "mathjax/es5/tex-mml-chtml.js",
     f"{VENDOR}/mathjax/output/chtml/fonts/woff-v2": "mathjax/es5/output/chtml/fonts/woff-v2",
@@ -81,17 +77,20 @@ def node_modules(app: Sphinx) -> Path:
     return Path(configured) if configured else Path(app.confdir) / "node_modules"
 
 
-def served_files(app: Sphinx) -> dict[str, Path]:
-    """Every file this extension may serve: path under `_static/` -> installed file."""
-    root = node_modules(app)
-    files: dict[str, Path] = {}
-    for table in (WIDGET_FILES, MATHJAX_FILES):
-        for target, source in table.items():
+def served_files(root: Path, mathjax: bool = True) -> dict[str, Path]:
+    """Every file this extension serves: path under `_static/` -> its file in `root`
+    (node_modules/). The widget scripts and fonts always, MathJax if `mathjax`."""
+    files = {target: root / source for target, source in WIDGET_FILES.items()}
+    source_dir, patterns, targets = WIDGET_FONTS
+    for pattern in patterns:
+        for font in sorted((root / source_dir).glob(pattern)):
+            files.update({f"{target}/{font.name}": font for target in targets})
+    if mathjax:
+        for target, source in MATHJAX_FILES.items():
             path = root / source
             if path.is_dir():
-                for child in sorted(path.rglob("*")):
-                    if child.is_file():
-                        files[f"{target}/{child.relative_to(path).as_posix()}"] = child
+                files.update({f"{target}/{child.relative_to(path).as_posix()}": child
+                              for child in sorted(path.rglob("*")) if child.is_file()})
             else:
                 files[target] = path
     return files
@@ -129,9 +128,8 @@ def copy_widget_scripts(app: Sphinx) -> None:
     app.vmkit_mathjax_seen = False
     if app.builder.format != "html":
         return
-    root = node_modules(app)
-    for target, source in WIDGET_FILES.items():
-        _copy(root / source, Path(app.outdir) / "_static" / target)
+    for target, source in served_files(node_modules(app), mathjax=False).items():
+        _copy(source, Path(app.outdir) / "_static" / target)
 
 
 def _doc_data(app: Sphinx) -> dict[str, dict]:
@@ -194,30 +192,39 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         return
     outdir = Path(app.outdir)
     if getattr(app, "vmkit_mathjax_seen", False):
-        for target, source in served_files(app).items():
+        for target, source in served_files(node_modules(app)).items():
             if target.startswith(f"{VENDOR}/mathjax/"):
                 _copy(source, outdir / "_static" / target)
 
 
-def singlehtml_at_root(app: Sphinx, exception: Exception | None) -> None:
-    """singlehtml: move the page to index.html at the root, where its relative links work.
+def _redirect(page: Path, target: Path, language: str) -> None:
+    href = os.path.relpath(target, page.parent).replace(os.sep, "/")
+    page.write_text(f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
+                    f'<meta http-equiv="refresh" content="0; url={href}"></head>'
+                    f'<body><a href="{href}">{href}</a></body></html>\n', encoding="utf-8")
 
-    Sphinx writes the one page under the root document's name (book/intro.html) but makes
-    every link in it relative to the build's root, so in book/ it finds none of its scripts,
-    styles or images. The old name becomes a redirect to the moved page.
+
+def index_at_root(app: Sphinx, exception: Exception | None) -> None:
+    """An index.html at the build's root, in the book's language.
+
+    html: a redirect to the root document (sphinx-external-toc would write one without a
+    language). singlehtml: the page itself. Sphinx writes the one page under the root
+    document's name (book/intro.html) but makes every link in it relative to the build's
+    root, so in book/ it finds none of its scripts, styles or images; it is moved to
+    index.html and the old name redirects there.
     """
-    if exception is not None or app.builder.name != "singlehtml":
+    if exception is not None or app.builder.format != "html":
         return
+    language = app.config.language or "en"
     page = Path(app.builder.get_outfilename(app.config.root_doc))
     index = Path(app.outdir) / "index.html"
     if page == index or not page.is_file():
         return
-    shutil.move(page, index)
-    target = os.path.relpath(index, page.parent).replace(os.sep, "/")
-    page.write_text(f'<!DOCTYPE html><html lang="{app.config.language or "en"}"><head>'
-                    f'<meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">'
-                    f'</head><body><a href="{target}">{target}</a></body></html>\n',
-                    encoding="utf-8")
+    if app.builder.name == "singlehtml":
+        shutil.move(page, index)
+        _redirect(page, index, language)
+    elif not index.exists():
+        _redirect(index, page, language)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -225,6 +232,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", copy_widget_scripts)
     app.connect("html-page-context", adjust_page, priority=900)
     app.connect("build-finished", copy_mathjax)
-    # before sphinx-external-toc's build-finished writes a redirect as index.html
-    app.connect("build-finished", singlehtml_at_root, priority=400)
+    # before sphinx-external-toc's build-finished writes its own index.html
+    app.connect("build-finished", index_at_root, priority=400)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": False}
