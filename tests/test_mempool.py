@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
 from vmkit import mempool
 from vmkit.errors import InvalidInput
-from vmkit.vm import VM
+from test_sched import assert_gone, two_guests
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20
@@ -22,18 +21,9 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="class")
 def shared_vm(guest_artifacts):
-    """Two booted 256 MiB guests, {"A": vm, "B": vm}; afterwards their QEMUs are gone."""
-    vms = {label: VM(memory="256M") for label in ("A", "B")}
-    try:
-        for vm in vms.values():
-            vm.start(timeout=60)
-        pids = [vm.pid for vm in vms.values()]
+    """Two 256 MiB guests for the tests of `TestPool`."""
+    with two_guests("256M") as vms:
         yield vms
-    finally:
-        for vm in vms.values():
-            vm.stop()
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def balloons(vms) -> dict[str, int]:
@@ -192,8 +182,7 @@ def test_panel_runs_the_balloon_experiment_and_stop_stops_everything(guest_artif
         panel.stop_all()
     assert not panel.vms and not panel.live.busy and not panel.job.busy
     assert "중지했습니다" in panel.status.value
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert_gone(pids)
     panel.close()
 
 
@@ -208,8 +197,7 @@ def test_rerunning_the_cell_stops_the_previous_panel(guest_artifacts):
     second = PoolPanel(key="rerun")  # what running the cell again does
     try:
         assert not first.vms and not first.live.busy
-        for pid in pids:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert_gone(pids)
     finally:
         second.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -21,20 +22,33 @@ from vmkit.vm import VM
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="class")
-def shared_vm(guest_artifacts):
-    """Two booted 128 MiB guests, {"A": vm, "B": vm}; afterwards their QEMUs are gone."""
-    vms = {label: VM(memory="128M") for label in ("A", "B")}
+def assert_gone(pids) -> None:
+    """No QEMU of these pids runs any more."""
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@contextmanager
+def two_guests(memory: str):
+    """Two booted guests, {"A": vm, "B": vm}; on exit both are stopped and their QEMUs gone."""
+    vms = {label: VM(memory=memory) for label in ("A", "B")}
+    pids = []
     try:
         for vm in vms.values():
             vm.start(timeout=60)
-        pids = [vm.pid for vm in vms.values()]
+            pids.append(vm.pid)
         yield vms
     finally:
         for vm in vms.values():
             vm.stop()
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert_gone(pids)
+
+
+@pytest.fixture(scope="class")
+def shared_vm(guest_artifacts):
+    """Two 128 MiB guests for the tests of `TestTwoGuests`."""
+    with two_guests("128M") as vms:
+        yield vms
 
 
 class TestTwoGuests:
