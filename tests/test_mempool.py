@@ -13,6 +13,7 @@ import pytest
 
 from vmkit import mempool
 from vmkit.errors import InvalidInput
+from conftest import qemu_children
 from test_sched import assert_gone, two_guests
 
 pytestmark = pytest.mark.integration
@@ -207,8 +208,22 @@ def test_stop_during_boot_ends_quietly(guest_artifacts):
 
     panel = PoolPanel(key="stop-early")
     panel.boot()
+    assert wait_for(lambda: not panel.stop_button.disabled, 5), "Stop can be pressed while booting"
     time.sleep(0.3)
     panel.stop_all()
-    assert not panel.job.busy and not panel.vms
+    assert not panel.job.busy and not panel.vms and not qemu_children()
     assert "오류" not in panel.status.value
+    panel.close()
+
+
+def test_stop_in_the_middle_of_the_balloon_experiment(guest_artifacts):
+    from vmkit.widgets.pool import PoolPanel
+
+    panel = PoolPanel(key="stop-balloon")
+    panel.run_balloon()
+    assert wait_for(lambda: len(panel.records) >= 4, 120), panel.status.value
+    panel.stop_all()
+    assert not panel.job.busy and not panel.live.busy and not panel.vms and not qemu_children()
+    assert len(panel.records) < 2 * len(mempool.STAGES)
+    assert "오류" not in panel.status.value and "오류" not in panel.memory_status.value
     panel.close()

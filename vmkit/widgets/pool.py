@@ -249,13 +249,17 @@ class PoolPanel(Panel):
         self.status.value = "A와 B를 부팅하는 중…"
         started = time.monotonic()
         with self._lock:
+            if self.job.stop_event.is_set():
+                return
             self.vms = {label: VM(memory=self.memory_select.value) for label in ("A", "B")}
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(vm.start) for vm in self.vms.values()]
             errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
+        if errors or self.job.stop_event.is_set():
             self._stop_vms()
-            raise errors[0]
+            if errors:
+                raise errors[0]
+            return
         self._clocks = {label: {"first": clock.read(vm), "last": None} for label, vm in self.vms.items()}
         self.status.value = (f"<b>A와 B가 준비되었습니다</b> ({time.monotonic() - started:.1f}초, "
                              f"각 {format_bytes(self.vms['A'].memory_bytes)}, "
@@ -273,6 +277,7 @@ class PoolPanel(Panel):
         """`work` for a job: once Stop was pressed, what it trips over is not an error."""
         def job() -> None:
             self.boot_button.disabled = self.balloon_button.disabled = True
+            self.stop_button.disabled = False
             try:
                 work()
             except Exception:
@@ -305,6 +310,7 @@ class PoolPanel(Panel):
         self._stop_vms()
         for job in (self.job, self.live, self.commands):
             job.wait(60)
+        self._stop_vms()  # any a job made between the first stop and its end
         self.stop_button.disabled = True
         self.boot_button.disabled = self.balloon_button.disabled = self.memory_select.disabled = False
         self.status.value = "중지했습니다: 두 VM을 껐습니다."
