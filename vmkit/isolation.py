@@ -289,7 +289,7 @@ class CpuRates:
 
 
 def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, max_rounds: int = 30,
-                    budget_s: float = 45.0, target: float = 0.85, memory: str | int = "32M",
+                    budget_s: float = 60.0, target: float = 0.85, memory: str | int = "32M",
                     on_sample: Callable[[CpuSample], None] | None = None,
                     stop: threading.Event | None = None) -> CpuRates:
     """One container per quota; a busy loop measured in each, in turn, round after round.
