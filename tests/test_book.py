@@ -476,6 +476,22 @@ def test_lab01_renders_offline_with_hangul_plots_and_widgets(book, served_book, 
         assert not broken, f"{LAB01}: images that show nothing: {broken}"
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+@needs_chromium
+def test_no_page_asks_for_anything_off_the_book_in_the_browser(book, served_book):
+    """What the pages' scripts load at run time too (widgets, fonts, theme), page by page."""
+    asked: list[str] = []
+    with chromium_page() as page:
+        offline = Offline(page, served_book)
+        for doc in toc_docs():
+            page.goto(f"{served_book}{doc}.html", wait_until="load")
+            page.wait_for_load_state("networkidle")
+            asked += [f"{doc}: {url}" for url in offline.refused]
+            offline.refused.clear()
+    assert not asked, "requests off the book:\n" + "\n".join(asked)
+
+
 def search(page, base: str, query: str) -> set[str]:
     """The pages search.html lists for `query` (docnames, e.g. book/intro)."""
     page.goto(f"{base}search.html?q={urllib.parse.quote(query)}", wait_until="load")
