@@ -22,7 +22,7 @@ def oom_timeline(run):
     ax.axhline(limit, color="#b00020", linestyle="--", label=f"메모리 한도(limit) {limit:.0f} MiB")
     if run.oom_after_s is not None:
         ax.axvline(run.oom_after_s, color="#333", linestyle=":")
-        ax.annotate(f"OOM 이벤트\n{run.oom_after_s:.2f}초", (run.oom_after_s, limit * 0.5),
+        ax.annotate(f"OOM 이벤트 {run.oom_after_s:.2f}초", (run.oom_after_s, limit * 1.12),
                     xytext=(-6, 0), textcoords="offset points", ha="right", fontsize=9)
     ax.set_xlabel("시작부터 지난 시간 (초)")
     ax.set_ylabel("MiB")
