@@ -153,10 +153,11 @@ class LimitsPanel(Panel):
             self.cpu_result = rates
             if rates.samples:
                 self.plot.value = plots.png(isolation_plots.cpu_rates(rates))
-            best = rates.best(quota)
+            best = rates.best(quota) or 0.0
+            busy = " (호스트가 다른 일로 바빠 할당량보다 적게 얻었습니다)" if best < 0.85 * min(quota, 1.0) else ""
             self.status.value = ("중지했습니다." if rates.cancelled else
                                  f"<b>CPU 할당량 {quota:g}</b>: 바쁜 루프가 실제 1초에 최대 "
-                                 f"{best:.2f} CPU-초를 얻었습니다.")
+                                 f"{best:.2f} CPU-초를 얻었습니다{busy}.")
 
         self.job.run(job, self._done)
 
