@@ -58,29 +58,35 @@ def cmd_doctor(args) -> int:
 def cmd_fetch(args) -> int:
     import time
 
-    from . import artifacts, engine
+    from . import arches, artifacts, engine
 
     started = time.monotonic()
-    arts = artifacts.fetch(progress=not args.json and not args.quiet, force=args.force)
-    endpoint = engine.find()
+    names = [arches.lookup(args.arch).name] if args.arch else list(arches.ARCHES)
+    sets = {name: artifacts.fetch(progress=not args.json and not args.quiet, force=args.force, arch=name)
+            for name in names}
+    native = next((arts for arts in sets.values() if arts.arch == arches.lookup().name), None)
     image = None
-    if endpoint:
+    if native is not None and engine.find():
         client = engine.client()
         try:
-            image = engine.ensure_image(client, arts)
+            image = engine.ensure_image(client, native)
         finally:
             client.close()
-    result = {"version": arts.version, "root": str(arts.root), "kernel_release": arts.kernel_release,
-              "kernel_package": arts.kernel_package, "busybox_version": arts.busybox_version,
-              "modules": list(arts.modules), "sizes": arts.sizes(), "image": image,
-              "seconds": round(time.monotonic() - started, 3)}
+    described = {name: {"version": arts.version, "root": str(arts.root),
+                        "kernel_release": arts.kernel_release, "kernel_package": arts.kernel_package,
+                        "busybox_version": arts.busybox_version, "modules": list(arts.modules),
+                        "sizes": arts.sizes()} for name, arts in sets.items()}
+    result = {**described[native.arch if native else names[0]], "image": image,
+              "arches": described, "seconds": round(time.monotonic() - started, 3)}
     if args.json:
         emit_json(result)
     elif not args.quiet:
-        print(f"게스트 아티팩트(guest artifacts) {arts.version}: {arts.root}")
-        for name, size in arts.sizes().items():
-            print(f"  {name:8s} {size / 2**20:7.1f} MiB")
-        print(f"  이미지(image): {image or '도커 엔진이 없어 나중에 가져옵니다 (vmkit engine start)'}")
+        for name, arts in sets.items():
+            print(f"게스트 아티팩트(guest artifacts) {name} {arts.version}: {arts.root}")
+            for part, size in arts.sizes().items():
+                print(f"  {part:8s} {size / 2**20:7.1f} MiB")
+        if native is not None:
+            print(f"  이미지(image): {image or '도커 엔진이 없어 나중에 가져옵니다 (vmkit engine start)'}")
     return 0
 
 
@@ -127,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.add_argument("--force", action="store_true", help="있어도 다시 만듭니다")
     p.add_argument("--quiet", action="store_true", help="진행 막대와 요약을 숨깁니다")
+    p.add_argument("--arch", default=None, help="이 아키텍처(architecture)만: x86_64, aarch64 (기본: 모두)")
     p.set_defaults(handler=cmd_fetch)
 
     p = sub.add_parser("engine", help="vmkit 전용 도커 엔진(Docker Engine)을 시작/중지합니다")
