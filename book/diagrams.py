@@ -35,9 +35,8 @@ def _draw(ax, title: str, rows: list[Row]) -> None:
 
 
 def _figure(panels: list[tuple[str, list[Row]]], height: float = 4.2) -> Figure:
-    plots.korean_font()
-    fig = Figure(figsize=(5.2 * len(panels), height), layout="constrained")
-    for ax, (title, rows) in zip(fig.subplots(1, len(panels)), panels):
+    fig, axes = plots.figure(1, len(panels), size=(5.2 * len(panels), height))
+    for ax, (title, rows) in zip(axes, panels):
         _draw(ax, title, rows)
     return fig
 

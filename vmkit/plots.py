@@ -69,9 +69,30 @@ def _kinds(frame) -> list[str]:
     return [k for k in KINDS if k in present] + [k for k in present if k not in KINDS]
 
 
-def _figure(rows: int = 1, cols: int = 1, size=(8, 4)):
-    """A pyplot-free Figure (safe to draw from a widget's background thread)."""
+@lru_cache(maxsize=1)
+def _show_figures_in_ipython() -> None:
+    """Let a notebook cell that returns a Figure show it as a picture.
+
+    IPython knows how to draw pyplot's figures only once `%matplotlib inline` has run;
+    vmkit's figures are made without pyplot, so register the PNG formatter for them.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from matplotlib.figure import Figure
+
+        shell.display_formatter.formatters["image/png"].for_type(
+            Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+def figure(rows: int = 1, cols: int = 1, size=(8, 4)):
+    """A pyplot-free Figure and its axes, with the Korean font (safe from a background thread)."""
     korean_font()
+    _show_figures_in_ipython()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, layout="constrained")
@@ -82,7 +103,7 @@ def _figure(rows: int = 1, cols: int = 1, size=(8, 4)):
 def phases(records):
     """Median start-up timeline per kind, up to ready: one bar per kind, a segment per phase."""
     frame = _frame(records)
-    fig, ax = _figure(size=(9, 3.6))
+    fig, ax = figure(size=(9, 3.6))
     kinds = _kinds(frame)
     palette = [matplotlib_color(i) for i in range(20)]
     colors: dict[str, str] = {}
@@ -124,7 +145,7 @@ def matplotlib_color(index: int) -> str:
 def ready_times(records):
     """Every trial's time to ready, per kind, on a log scale (strip plot with medians)."""
     frame = _frame(records)
-    fig, ax = _figure(size=(7, 3.6))
+    fig, ax = figure(size=(7, 3.6))
     kinds = _kinds(frame)
     for i, kind in enumerate(kinds):
         values = frame.loc[frame["kind"] == kind, "ready_s"].dropna()
@@ -157,7 +178,7 @@ def memory(records):
     MemTotal is simply the host's, which the plot notes).
     """
     frame = _frame(records)
-    fig, ax = _figure(size=(8, 3.8))
+    fig, ax = figure(size=(8, 3.8))
     kinds = _kinds(frame)
 
     def med(kind: str, column: str) -> float:
@@ -195,7 +216,7 @@ def memory(records):
 def density(results):
     """Density results (Density objects or dicts): host memory per instance and in total."""
     rows = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in results]
-    fig, (left, right) = _figure(1, 2, size=(10, 3.8))
+    fig, (left, right) = figure(1, 2, size=(10, 3.8))
     labels = [f"{KIND_LABELS.get(r['kind'], r['kind'])}\n×{r['started']}" for r in rows]
     colors = [KIND_COLORS.get(r["kind"], "gray") for r in rows]
     per = [(r["per_instance_pss_bytes"] or 0) / MiB for r in rows]
@@ -248,3 +269,6 @@ def overview(records, path) -> Path:
     path = Path(path)
     matplotlib.image.imsave(path, np.concatenate(padded, axis=0))
     return path
+
+
+_figure = figure  # the name other modules used before it became public

@@ -99,10 +99,10 @@ class ComparePanel(Panel):
         self.stop_button = W.Button(description="중지", button_style="danger", icon="stop", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="진행")
         self.status = W.HTML("시행 횟수와 메모리를 고른 뒤 <b>비교 시작</b>을 누르세요.")
-        plot_layout = W.Layout(max_width="100%", height="auto")
-        self.timeline = W.Image(format="png", layout=plot_layout)
-        self.ready_plot = W.Image(format="png", layout=plot_layout)
-        self.memory_plot = W.Image(format="png", layout=plot_layout)
+        # Hidden until the first trial draws them (an empty image shows as a broken icon).
+        self.timeline, self.ready_plot, self.memory_plot = (
+            W.Image(format="png", layout=W.Layout(max_width="100%", height="auto", display="none"))
+            for _ in range(3))
         self.table = W.HTML()
         self.records: list[dict[str, Any]] = []
         self.result: compare_mod.Comparison | None = None
@@ -146,9 +146,10 @@ class ComparePanel(Panel):
         """Redraw the plots and the table from the records so far."""
         if not self.records:
             return
-        self.timeline.value = plots.png(plots.phases(self.records))
-        self.ready_plot.value = plots.png(plots.ready_times(self.records))
-        self.memory_plot.value = plots.png(plots.memory(self.records))
+        for image, draw in ((self.timeline, plots.phases), (self.ready_plot, plots.ready_times),
+                            (self.memory_plot, plots.memory)):
+            image.value = plots.png(draw(self.records))
+            image.layout.display = ""
         self.table.value = summary_html(self.records)
 
     def stop_all(self) -> None:
