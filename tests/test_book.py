@@ -4,8 +4,9 @@ is Korean, finds Korean words with their particles, and prints to a PDF.
 The book is built once per test session into a temporary folder (the `html` and `singlehtml`
 builders, then the PDF), from the repository's _config.yml and _toc.yml. `make book` runs
 every lab for real (execute_notebooks: force); to keep `make test` fast this build uses
-jupyter-cache instead (`VMKIT_BOOK_EXECUTE`, default "cache", kept in _build/.jupyter_cache):
-the labs and chapters run the first time, then again only when their code changes.
+jupyter-cache for the chapters' figure cells (`VMKIT_BOOK_EXECUTE`, default "cache", kept in
+_build/.jupyter_cache) and the labs' stored outputs, which come from real runs (nbval grades
+the labs themselves in the same `make test`).
 
 When chapters land, extend SEARCH below: the pages each query must find are also computed from
 what the built pages say, so the table only names the pages that must never drop out.
@@ -117,6 +118,10 @@ def build_config(folder: Path) -> Path:
     execute = config.setdefault("execute", {})
     execute["execute_notebooks"] = os.environ.get("VMKIT_BOOK_EXECUTE", "cache")
     execute["cache"] = str(REPO / "_build" / ".jupyter_cache")
+    if execute["execute_notebooks"] == "cache":
+        # The labs keep the outputs of their last real run (nbval grades them in this same
+        # `make test`); only the chapters' figure cells run here. `make book` runs everything.
+        execute["exclude_patterns"] = ["labs/*"]
     sphinx = config.setdefault("sphinx", {})
     sphinx["local_extensions"] = {name: str((REPO / path).resolve())
                                   for name, path in sphinx.get("local_extensions", {}).items()}
