@@ -48,7 +48,9 @@ class JupyterLab:
         nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
         (self.root / name).write_text(json.dumps(nb))
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        # A workspace of its own, reset: tabs another test left open are not restored here.
+        workspace = Path(name).stem
+        return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
 
     def kernel_pids(self) -> list[int]:
         """The server's notebook kernels (ipykernel processes)."""
@@ -144,3 +146,18 @@ def screenshots_dir(tmp_path: Path) -> Path:
     shots = Path(os.environ.get("VMKIT_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     return shots
+
+
+@contextmanager
+def panel_in_jupyterlab(lab: JupyterLab, tmp_path: Path, name: str, source: str, button: str,
+                        height: int = 1800):
+    """Open a notebook showing a lab's panel (`source`) and run it until `button` shows.
+
+    Yields (page, the button's locator, the screenshot folder); screenshots are `name`-*.png.
+    """
+    shots = screenshots_dir(tmp_path)
+    url = lab.notebook(f"{name}.ipynb", source)
+    with chromium_page(height=height) as page:
+        locator = page.get_by_role("button", name=button)
+        run_notebook_until(page, url, locator, shots, name)
+        yield page, locator, shots

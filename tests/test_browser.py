@@ -1,24 +1,18 @@
 """What a student sees: JupyterLab in headless Chromium, a widget clicked, a screenshot taken."""
 
-import psutil
-import pytest
-
-from browser import MARKS, chromium_page, run_notebook_until, screenshots_dir
+from browser import MARKS, panel_in_jupyterlab
 from conftest import qemu_children
 
 pytestmark = MARKS
 
 
 def test_compare_widget_in_jupyterlab(jupyter_lab, tmp_path):
-    shots = screenshots_dir(tmp_path)
-    url = jupyter_lab.notebook("compare-widget.ipynb",
-                               "from vmkit.widgets import ComparePanel\n"
-                               "panel = ComparePanel(trials=1)\n"
-                               "panel.kinds.value = ('vm', 'container')\n"
-                               "panel")
-    with chromium_page() as page:
-        button = page.get_by_role("button", name="비교 시작")
-        run_notebook_until(page, url, button, shots, "compare-widget")
+    with panel_in_jupyterlab(jupyter_lab, tmp_path, "compare-widget",
+                             "from vmkit.widgets import ComparePanel\n"
+                             "panel = ComparePanel(trials=1)\n"
+                             "panel.kinds.value = ('vm', 'container')\n"
+                             "panel",
+                             "비교 시작") as (page, button, shots):
         button.click()
         page.get_by_text("끝났습니다").wait_for(timeout=180_000)
         images = page.locator(".jp-OutputArea img")

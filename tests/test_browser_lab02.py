@@ -4,21 +4,18 @@ nothing left running."""
 
 import re
 
-from browser import MARKS, chromium_page, run_notebook_until, screenshots_dir
+from browser import MARKS, panel_in_jupyterlab
 from conftest import qemu_children
 
 pytestmark = MARKS
 
 
 def test_pool_panel_balloon_in_jupyterlab(jupyter_lab, tmp_path):
-    shots = screenshots_dir(tmp_path)
-    url = jupyter_lab.notebook("lab02-pool.ipynb",
-                               "from vmkit.widgets.pool import PoolPanel\n"
-                               "panel = PoolPanel()\n"
-                               "panel")
-    with chromium_page() as page:
-        button = page.get_by_role("button", name="풍선 실험 시작")
-        run_notebook_until(page, url, button, shots, "lab02-pool")
+    with panel_in_jupyterlab(jupyter_lab, tmp_path, "lab02-pool",
+                             "from vmkit.widgets.pool import PoolPanel\n"
+                             "panel = PoolPanel()\n"
+                             "panel",
+                             "풍선 실험 시작") as (page, button, shots):
         stop = page.get_by_role("button", name="중지")
         stopped = page.get_by_text("중지했습니다: 두 VM을 껐습니다")
         try:

@@ -1,20 +1,17 @@
 """Lab 3's panel in JupyterLab (headless Chromium): Run clicked, the slowdown shown, a screenshot."""
 
-from browser import MARKS, chromium_page, run_notebook_until, screenshots_dir
+from browser import MARKS, panel_in_jupyterlab
 from conftest import qemu_children
 
 pytestmark = MARKS
 
 
 def test_emulation_panel_in_jupyterlab(jupyter_lab, tmp_path):
-    shots = screenshots_dir(tmp_path)
-    url = jupyter_lab.notebook("emulation-widget.ipynb",
-                               "from vmkit.widgets.emulation import EmulationPanel\n"
-                               "panel = EmulationPanel(task='loop', size=20, trials=2)\n"
-                               "panel")
-    with chromium_page(height=1200) as page:
-        button = page.get_by_role("button", name="측정 시작")
-        run_notebook_until(page, url, button, shots, "lab03-emulation")
+    with panel_in_jupyterlab(jupyter_lab, tmp_path, "lab03-emulation",
+                             "from vmkit.widgets.emulation import EmulationPanel\n"
+                             "panel = EmulationPanel(task='loop', size=20, trials=2)\n"
+                             "panel",
+                             "측정 시작", height=1200) as (page, button, shots):
         button.click()
         page.get_by_text("끝났습니다").wait_for(timeout=180_000)
         output = page.locator(".jp-OutputArea").first

@@ -2,21 +2,18 @@
 
 from playwright.sync_api import expect
 
-from browser import MARKS, chromium_page, run_notebook_until, screenshots_dir
+from browser import MARKS, panel_in_jupyterlab
 from conftest import run_containers
 
 pytestmark = MARKS
 
 
 def test_oom_experiment_in_jupyterlab(jupyter_lab, tmp_path):
-    shots = screenshots_dir(tmp_path)
-    url = jupyter_lab.notebook("lab04-oom.ipynb",
-                               "from vmkit.widgets.limits import LimitsPanel\n"
-                               "panel = LimitsPanel(memory=32)\n"
-                               "panel")
-    with chromium_page() as page:
-        button = page.get_by_role("button", name="OOM 실험 시작")
-        run_notebook_until(page, url, button, shots, "lab04-oom")
+    with panel_in_jupyterlab(jupyter_lab, tmp_path, "lab04-oom",
+                             "from vmkit.widgets.limits import LimitsPanel\n"
+                             "panel = LimitsPanel(memory=32)\n"
+                             "panel",
+                             "OOM 실험 시작") as (page, button, shots):
         button.click()
         page.get_by_text("OOM 이벤트 도착").wait_for(timeout=120_000)
         page.get_by_text("살아 있습니다").wait_for(timeout=60_000)

@@ -3,21 +3,18 @@
 import psutil
 from playwright.sync_api import expect
 
-from browser import MARKS, chromium_page, run_notebook_until, screenshots_dir
+from browser import MARKS, panel_in_jupyterlab
 from conftest import qemu_children
 
 pytestmark = MARKS
 
 
 def test_arch_panel_boots_aarch64_in_jupyterlab(jupyter_lab, tmp_path):
-    shots = screenshots_dir(tmp_path)
-    url = jupyter_lab.notebook("lab05-arch.ipynb",
-                               "from vmkit.widgets.arch import ArchPanel\n"
-                               "panel = ArchPanel(arch='x86_64')\n"
-                               "panel")
-    with chromium_page(height=1200) as page:
-        boot = page.get_by_role("button", name="부팅")
-        run_notebook_until(page, url, boot, shots, "lab05-arch")
+    with panel_in_jupyterlab(jupyter_lab, tmp_path, "lab05-arch",
+                             "from vmkit.widgets.arch import ArchPanel\n"
+                             "panel = ArchPanel(arch='x86_64')\n"
+                             "panel",
+                             "부팅", height=1200) as (page, boot, shots):
         page.get_by_role("button", name="aarch64 (QEMU가 흉내 낸 CPU)").click()
         boot.click()
         stop = page.get_by_role("button", name="중지")

@@ -330,12 +330,12 @@ def hypervisor_view(workload: Workload | None = None) -> dict[str, Any]:
 
 def plot(records, title: str | None = None):
     """Median seconds per runner (bars), every trial (dots), the slowdown beside each VM."""
-    from .plots import _figure
+    from .plots import figure
 
     records = list(records)
     middle, factors = medians(records), slowdowns(records)
     runners = list(middle)
-    fig, ax = _figure(size=(8, 0.9 + 0.75 * max(len(runners), 1)))
+    fig, ax = figure(size=(8, 0.9 + 0.75 * max(len(runners), 1)))
     for row, runner in enumerate(runners):
         ax.barh(row, middle[runner], color=RUNNER_COLORS[runner], height=0.6)
         trials = [r["seconds"] for r in records if r["runner"] == runner]

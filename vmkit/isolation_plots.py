@@ -7,14 +7,14 @@ background thread), in the Hangul-capable font `plots` registers.
 from __future__ import annotations
 
 from .isolation import KIND_LABELS
-from .plots import KIND_COLORS, _figure
+from .plots import KIND_COLORS, figure
 
 MiB = 1 << 20
 
 
 def oom_timeline(run):
     """Memory in use over time against the limit, with the moment the OOM event arrived."""
-    fig, ax = _figure(size=(8, 3.6))
+    fig, ax = figure(size=(8, 3.6))
     limit = run.limit_bytes / MiB
     xs = [t for t, _ in run.samples]
     ys = [b / MiB for _, b in run.samples]
@@ -36,7 +36,7 @@ def oom_timeline(run):
 
 def cpu_rates(rates):
     """Per CPU quota: every round's busy-loop rate (dots), the best one (bar), the quota (dashes)."""
-    fig, ax = _figure(size=(6.5, 3.6))
+    fig, ax = figure(size=(6.5, 3.6))
     quotas = list(rates.quotas)
     for i, quota in enumerate(quotas):
         best = rates.best(quota) or 0.0
@@ -59,7 +59,7 @@ def cpu_rates(rates):
 def memory_views(views):
     """Per workload: the memory it asked for, the MemTotal it sees inside (log scale), and the
     cgroup limit a container does not see in /proc/meminfo."""
-    fig, ax = _figure(size=(8, 3.4))
+    fig, ax = figure(size=(8, 3.4))
     width = 0.38
     for i, view in enumerate(views):
         for s, (label, size, color) in enumerate((("요청(request)", view.request_bytes, "#adb5bd"),

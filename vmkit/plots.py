@@ -269,6 +269,3 @@ def overview(records, path) -> Path:
     path = Path(path)
     matplotlib.image.imsave(path, np.concatenate(padded, axis=0))
     return path
-
-
-_figure = figure  # the name other modules used before it became public

@@ -171,6 +171,11 @@ class VM(Workload):
         return self.pid is not None
 
     @property
+    def paused(self) -> bool:
+        """Whether the vCPUs are stopped (QMP STOP seen, no RESUME since)."""
+        return self._paused
+
+    @property
     def qmp_socket(self) -> Path | None:
         return self.runtime_dir / "qmp.sock" if self.runtime_dir else None
 
@@ -268,7 +273,7 @@ class VM(Workload):
         argv = qemu.argv(machine, arts, qmp_socket=rundir / "qmp.sock",
                          agent_socket=rundir / "agent.sock", paused=True, incoming=incoming,
                          extra_append=self.kernel_args)
-        # Thread names ("CPU 0/TCG") make the vCPU threads visible in `top -H`.
+        # Thread names ("CPU 0/KVM"; "ALL CPUs/TCG" under single-threaded TCG) show in `top -H`.
         return argv + ["-name", f"{self.name},debug-threads=on", *self.qemu_args]
 
     def _resolve_accel(self) -> tuple[str, str]:
@@ -681,7 +686,7 @@ class VM(Workload):
         return result
 
     def host_threads(self) -> list[dict[str, Any]]:
-        """QEMU's host threads: id, name (e.g. 'CPU 0/TCG'), CPU seconds."""
+        """QEMU's host threads: id, name (e.g. 'CPU 0/KVM', 'ALL CPUs/TCG'), CPU seconds."""
         pid = self.pid
         if pid is None:
             return []

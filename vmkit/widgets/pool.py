@@ -49,7 +49,7 @@ def _stage_axis(ax, labels: list[str]) -> None:
 def memory_figure(records: list[dict[str, Any]]):
     """`mempool.transfer` records: what the host lends each VM (balloon sizes, stacked),
     what each guest sees (MemTotal, MemAvailable) and what each costs the host (RSS, PSS)."""
-    fig, (lent, inside, host) = plots._figure(1, 3, size=(12, 4.3))
+    fig, (lent, inside, host) = plots.figure(1, 3, size=(12, 4.3))
     stages = list(dict.fromkeys(row["stage"] for row in records))
     labels = [mempool.STAGES.get(s, s) for s in stages]
     xs = range(len(stages))
@@ -88,7 +88,7 @@ def memory_figure(records: list[dict[str, Any]]):
 def cpu_figure(measurements: Mapping[str, sched.CpuMeasurement]):
     """Named CPU measurements ({condition: CpuMeasurement}): each VM's CPU-seconds per
     second, and how busy each host core was, per condition."""
-    fig, (rates, cores) = plots._figure(1, 2, size=(11, 3.8))
+    fig, (rates, cores) = plots.figure(1, 2, size=(11, 3.8))
     names = list(measurements)
     vms = list(dict.fromkeys(vm for m in measurements.values() for vm in m.rates))
     width = 0.8 / max(len(vms), 1)
@@ -120,7 +120,7 @@ def cpu_figure(measurements: Mapping[str, sched.CpuMeasurement]):
 
 def rate_figure(samples: list[sched.CpuSample], title: str = ""):
     """A live line plot: each VM's CPU-seconds per second over time."""
-    fig, ax = plots._figure(size=(8, 3.0))
+    fig, ax = plots.figure(size=(8, 3.0))
     vms = list(dict.fromkeys(vm for s in samples for vm in s.rates))
     for vm in vms:
         ax.plot([s.t for s in samples], [s.rates.get(vm, 0.0) for s in samples], "-",
