@@ -1,10 +1,13 @@
 """The book's diagrams, drawn from this source at build time (matplotlib, Korean labels).
 
 Each function returns a matplotlib Figure of layered boxes: the hardware at the bottom,
-what runs on it above. A chapter's hidden code cell calls one and the build renders it.
+what runs on it above. A chapter's hidden code cell shows one as SVG (`svg(...)`), with the
+Hangul turned into outlines so no font is needed to read it.
 """
 
 from __future__ import annotations
+
+import io
 
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
@@ -93,3 +96,12 @@ def qemu_and_kvm() -> Figure:
         [("게스트 OS (명령어를 소프트웨어로 번역)", "guest", 0, 3)],
     ]
     return _figure([("QEMU + KVM (하드웨어 가상화)", with_kvm), ("QEMU + TCG (에뮬레이션)", with_tcg)])
+
+
+def svg(fig: Figure):
+    """The figure as an SVG image for a notebook cell (text drawn as paths)."""
+    from IPython.display import SVG
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    return SVG(buffer.getvalue())

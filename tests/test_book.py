@@ -47,19 +47,21 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 #: Search checks: (query typed into search.html, the word it stands for, pages it must find).
 #: Every page of _toc.yml whose text uses the word, with or without a particle or ending
 #: after it, must be found too; no page that lacks the word may be.
+HYPERVISOR, TYPES, COMPARISON, DEEPER = ("book/hypervisor", "book/hypervisor-types",
+                                         "book/containers-and-vms", "book/deeper")
 SEARCH = [
-    ("하이퍼바이저", "하이퍼바이저", ["book/intro", LAB01]),
-    ("하이퍼바이저는", "하이퍼바이저", ["book/intro", LAB01]),
-    ("컨테이너", "컨테이너", ["book/intro", LAB01]),
-    ("컨테이너와", "컨테이너", ["book/intro", LAB01]),
-    ("게스트", "게스트", [LAB01]),
-    ("게스트의", "게스트", [LAB01]),
-    ("스케줄링", "스케줄링", []),
-    ("커널", "커널", [LAB01]),
-    ("커널을", "커널", [LAB01]),
-    ("KVM", "KVM", [LAB01]),
-    ("QMP", "QMP", [LAB01]),
-    ("cgroup", "cgroup", [LAB01]),
+    ("하이퍼바이저", "하이퍼바이저", ["book/intro", HYPERVISOR, TYPES, LAB01]),
+    ("하이퍼바이저는", "하이퍼바이저", ["book/intro", HYPERVISOR, TYPES, LAB01]),
+    ("컨테이너", "컨테이너", ["book/intro", COMPARISON, LAB01]),
+    ("컨테이너와", "컨테이너", ["book/intro", COMPARISON, LAB01]),
+    ("게스트", "게스트", [HYPERVISOR, TYPES, LAB01]),
+    ("게스트의", "게스트", [HYPERVISOR, TYPES, LAB01]),
+    ("스케줄링", "스케줄링", [HYPERVISOR]),
+    ("커널", "커널", [HYPERVISOR, COMPARISON, DEEPER, LAB01]),
+    ("커널을", "커널", [HYPERVISOR, COMPARISON, DEEPER, LAB01]),
+    ("KVM", "KVM", [HYPERVISOR, TYPES, DEEPER, LAB01]),
+    ("QMP", "QMP", [TYPES, DEEPER, LAB01]),
+    ("cgroup", "cgroup", [COMPARISON, DEEPER, LAB01]),
 ]
 #: Widget modules embed-amd.js bundles; any other would be looked up under _vendor/widget-modules/.
 BUNDLED_WIDGET_MODULES = {"@jupyter-widgets/base", "@jupyter-widgets/controls",
