@@ -1,0 +1,43 @@
+"""Every lab follows the conventions the grading relies on (README: "Lab notebook conventions")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+LABS = sorted((Path(__file__).resolve().parent.parent / "labs").glob("[0-9][0-9]-*.ipynb"))
+
+
+def test_there_are_five_labs():
+    assert [lab.name[:2] for lab in LABS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_lab_opens_with_goals_and_ends_with_a_summary(lab):
+    nb = nbformat.read(lab, as_version=4)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert markdown[0].startswith(f"# 실습 {int(lab.name[:2])}:"), "title: '# 실습 N: ...'"
+    assert any("이 실습에서 배울 것" in text for text in markdown[:3]), "what the student will learn"
+    assert any(text.startswith("## 정리") for text in markdown[-3:]), "a closing summary"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_lab_has_three_or_more_tagged_exercises(lab):
+    """exercise-N on the prompt, then a `solution` cell, then right after it a `check` cell."""
+    cells = nbformat.read(lab, as_version=4).cells
+    tags = [set(c.metadata.get("tags", [])) for c in cells]
+    numbers = sorted({int(t.split("-")[1]) for ts in tags for t in ts if t.startswith("exercise-")})
+    assert len(numbers) >= 3 and numbers == list(range(1, len(numbers) + 1)), numbers
+    for n in numbers:
+        mine = [i for i, ts in enumerate(tags) if f"exercise-{n}" in ts]
+        kinds = [("solution" if "solution" in tags[i] else "check" if "check" in tags[i] else "prompt")
+                 for i in mine]
+        assert kinds == ["prompt", "solution", "check"], (n, kinds)
+        prompt, solution, check = (cells[i] for i in mine)
+        assert prompt.cell_type == "markdown" and solution.cell_type == check.cell_type == "code"
+        assert mine[2] == mine[1] + 1, f"exercise {n}: the check must follow its solution"
+        assert "answer_" in solution.source, f"exercise {n}: the solution assigns answer_… variables"
+        assert "assert" in check.source, f"exercise {n}: the check asserts"
