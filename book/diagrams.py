@@ -29,11 +29,11 @@ def _draw(ax, title: str, rows: list[Row]) -> None:
             ax.add_patch(FancyBboxPatch((left + 0.04, level + 0.06), width - 0.08, 0.88,
                                         boxstyle="round,pad=0,rounding_size=0.08",
                                         facecolor=COLORS[role], edgecolor="#37474f", linewidth=1))
-            ax.text(left + width / 2, level + 0.5, label, ha="center", va="center", fontsize=10.5,
+            ax.text(left + width / 2, level + 0.5, label, ha="center", va="center", fontsize=13,
                     color="white" if role in LIGHT_TEXT else "#1b1b1b", wrap=True)
     ax.set_xlim(0, 3)
     ax.set_ylim(0, len(rows))
-    ax.set_title(title, fontsize=13, pad=8)
+    ax.set_title(title, fontsize=15, pad=8)
     ax.axis("off")
 
 
