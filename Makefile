@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-
                    ca-certificates chromium chromium-driver python3-venv nodejs poppler-utils
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench clean
+.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench assign clean
 
 setup: system-packages venv artifacts js-packages
 
@@ -75,6 +75,10 @@ test: setup
 lab: setup
 	$(VMKIT) engine exec -- $(BIN)/jupyter-lab --ip=127.0.0.1 --no-browser \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=labs
+
+# The student version of every lab: solutions as stubs, hidden checks left out.
+assign: setup
+	$(VMKIT) assign labs _build/student-labs
 
 bench: setup
 	$(VMKIT) engine exec -- $(BIN)/python benchmarks/report.py --json bench-results.json

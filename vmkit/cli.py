@@ -16,7 +16,7 @@ from . import __version__
 from .errors import VmkitError
 
 #: Modules that add their own subcommands through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES = ("cli_vm", "cli_container", "cli_compare")
+SUBCOMMAND_MODULES = ("cli_vm", "cli_container", "cli_compare", "cli_grading")
 
 
 def emit_json(data) -> None:
