@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import psutil
 
+from . import sched
 from .errors import InvalidInput, WorkloadError
 from .units import format_bytes, parse_memory
 
@@ -48,8 +49,6 @@ KIND_LABELS = {"vm": "VM (QEMU)", "container": "컨테이너 (Docker)"}
 CORE_NAMESPACES = ("pid", "net", "uts", "mnt", "ipc")
 #: A killed process's exit status in the shell: 128 + SIGKILL.
 KILLED = 137
-#: Where the busy loop keeps its pid inside the container (the root may be read-only; /tmp is not).
-BUSY_PIDFILE = "/tmp/vmkit-busy.pid"
 
 _INSIDE = (
     "echo @@ps; ps -o pid,ppid,comm; echo @@hostname; hostname; echo @@net; ls /sys/class/net; "
@@ -246,8 +245,7 @@ def cpu_rate(container, seconds: float = 1.0, stop: threading.Event | None = Non
     seconds = _check_seconds(seconds, "측정 시간(seconds)", 60)
     _require_running(container)
     stop = stop or threading.Event()
-    container.guest(f"sh -c 'echo $$ > {BUSY_PIDFILE}; while :; do :; done' </dev/null >/dev/null 2>&1 &",
-                    check=True)
+    sched.spin(container)
     try:
         stop.wait(0.1)  # let the loop get going
         before, t0 = process_cpu_seconds(container.host_pids()), time.monotonic()
@@ -255,7 +253,7 @@ def cpu_rate(container, seconds: float = 1.0, stop: threading.Event | None = Non
         after, t1 = process_cpu_seconds(before), time.monotonic()
     finally:
         if container.running:
-            container.guest(f"kill $(cat {BUSY_PIDFILE}) 2>/dev/null; rm -f {BUSY_PIDFILE}")
+            sched.stop_spin(container)
     cpu = sum(after[pid] - before[pid] for pid in after)
     return CpuSample(quota=container.cpus, cpu_s=max(cpu, 0.0), wall_s=t1 - t0, round=round)
 

@@ -153,22 +153,22 @@ def thread_cpu_seconds(thread: VcpuThread) -> float:
 
 # ---------------------------------------------------------------- a busy guest
 
-def spin(vm) -> None:
-    """Start a CPU-bound shell loop inside the guest (at most one; it runs until stopped)."""
-    vm.guest(f"[ -f {SPIN_PIDFILE} ] && kill -0 $(cat {SPIN_PIDFILE}) 2>/dev/null || "
-             f"{{ (while :; do :; done) </dev/null >/dev/null 2>&1 & echo $! > {SPIN_PIDFILE}; }}",
-             check=True)
+def spin(workload) -> None:
+    """Start a CPU-bound shell loop inside a VM or container (at most one; it runs until stopped)."""
+    workload.guest(f"[ -f {SPIN_PIDFILE} ] && kill -0 $(cat {SPIN_PIDFILE}) 2>/dev/null || "
+                   f"{{ (while :; do :; done) </dev/null >/dev/null 2>&1 & echo $! > {SPIN_PIDFILE}; }}",
+                   check=True)
 
 
-def stop_spin(vm) -> None:
-    """Stop the guest's busy loop, if there is one."""
-    vm.guest(f"[ -f {SPIN_PIDFILE} ] && kill $(cat {SPIN_PIDFILE}) 2>/dev/null; rm -f {SPIN_PIDFILE}")
+def stop_spin(workload) -> None:
+    """Stop the workload's busy loop, if there is one."""
+    workload.guest(f"[ -f {SPIN_PIDFILE} ] && kill $(cat {SPIN_PIDFILE}) 2>/dev/null; rm -f {SPIN_PIDFILE}")
 
 
-def spinning(vm) -> bool:
-    """Whether the guest's busy loop runs."""
-    return vm.guest(f"[ -f {SPIN_PIDFILE} ] && kill -0 $(cat {SPIN_PIDFILE}) 2>/dev/null "
-                    "&& echo yes || echo no").strip() == "yes"
+def spinning(workload) -> bool:
+    """Whether the workload's busy loop runs."""
+    return workload.guest(f"[ -f {SPIN_PIDFILE} ] && kill -0 $(cat {SPIN_PIDFILE}) 2>/dev/null "
+                          "&& echo yes || echo no").strip() == "yes"
 
 
 # ---------------------------------------------------------------- measuring CPU time
