@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-
                    ca-certificates chromium chromium-driver python3-venv nodejs poppler-utils
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench assign clean
+.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench assign grade clean
 
 setup: system-packages venv artifacts js-packages
 
@@ -35,7 +35,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[book,test]'
+	$(BIN)/python -m pip install -q -e '.[book,test,grade]'
 	@touch $(STAMP)
 
 artifacts: venv
@@ -79,6 +79,13 @@ lab: setup
 # The student version of every lab: solutions as stubs, hidden checks left out.
 assign: setup
 	$(VMKIT) assign labs _build/student-labs
+
+# Grade a class: SUBMISSIONS/<student>/<lab>.ipynb -> _build/grades/{grades.csv,grades-summary.csv,feedback/}.
+# GRADE_ARGS adds options, e.g. GRADE_ARGS="--scheduler tcp://HOST:8786" or "--workers 2".
+SUBMISSIONS ?= submissions
+GRADE_ARGS  ?=
+grade: setup
+	$(VMKIT) engine exec -- $(VMKIT) grade $(SUBMISSIONS) --out _build/grades/grades.csv $(GRADE_ARGS)
 
 bench: setup
 	$(VMKIT) engine exec -- $(BIN)/python benchmarks/report.py --json bench-results.json

@@ -13,38 +13,23 @@ import psutil
 import pytest
 
 from vmkit import artifacts as artifacts_mod
-from vmkit import engine
+from vmkit import engine, runs
 
 RUN_ID = os.environ.setdefault("VMKIT_RUN", f"pytest-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def run_qemus() -> list[psutil.Process]:
     """Running QEMU processes started by anything in this test run (by VMKIT_RUN)."""
-    marker = f"VMKIT_RUN={RUN_ID}".encode()
-    found = []
-    for proc in psutil.process_iter(["name"]):
-        try:
-            if not (proc.info["name"] or "").startswith("qemu-system") or \
-                    proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            with open(f"/proc/{proc.pid}/environ", "rb") as stream:
-                if marker in stream.read().split(b"\0"):
-                    found.append(proc)
-        except (OSError, psutil.Error):
-            pass
-    return found
+    return runs.qemus(RUN_ID)
 
 
 def run_containers() -> list[str]:
     """Names of containers (running or not) made by anything in this test run."""
-    from vmkit import cleanup
-
     if engine.find() is None:
         return []
     client = engine.client()
     try:
-        found = client.api.containers(all=True, filters={"label": f"{cleanup.RUN}={RUN_ID}"})
-        return [(info.get("Names") or [info["Id"]])[0] for info in found]
+        return runs.container_names(runs.containers(client, RUN_ID))
     finally:
         client.close()
 

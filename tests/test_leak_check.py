@@ -40,7 +40,7 @@ def test_leak_check_finds_a_subprocesss_container_and_qemu(docker_engine, guest_
         assert info["qemu"] in [p.pid for p in run_qemus()]
         child.stdin.close()
         assert child.wait(30) == -signal.SIGKILL
-        assert f"/{info['container']}" in run_containers()
+        assert info['container'] in run_containers()
     finally:
         if child.poll() is None:
             child.kill()
@@ -48,4 +48,4 @@ def test_leak_check_finds_a_subprocesss_container_and_qemu(docker_engine, guest_
         for leftover in client.api.containers(all=True, filters={"name": info["container"]}):
             client.api.remove_container(leftover["Id"], force=True)
         client.close()
-    assert f"/{info['container']}" not in run_containers()
+    assert info['container'] not in run_containers()
