@@ -100,7 +100,7 @@ def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
                 yield failure(futures[future], f"채점 작업자(worker)에서 오류가 났습니다: {type(exc).__name__}: {exc}")
 
 
-def dask(jobs: list[Job], scheduler: str, connect_timeout: float = 30.0) -> Iterator[NotebookResult]:
+def dask(jobs: list[Job], scheduler: str, connect_timeout: float = 10.0) -> Iterator[NotebookResult]:
     """Grade on an existing Dask distributed cluster; each notebook holds one `VM` resource."""
     try:
         from distributed import Client

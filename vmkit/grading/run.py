@@ -63,6 +63,7 @@ class NotebookResult:
     cleaned: dict[str, int] = field(default_factory=lambda: {"vms": 0, "containers": 0})
     seconds: float = 0.0
     worker: str = ""
+    run_id: str = ""  # the VMKIT_RUN its kernel had: how its VMs and containers are found
 
     @property
     def points(self) -> int:
@@ -201,7 +202,7 @@ def grade_notebook(job: Job) -> NotebookResult:
         result.problem = _short(f"노트북 파일을 읽을 수 없습니다: {exc}")
         result.exercises = _failed_all(plans, result.problem)
         return result
-    run_id = f"grade-{secrets.token_hex(6)}"
+    run_id = result.run_id = f"grade-{secrets.token_hex(6)}"
     with tempfile.TemporaryDirectory(prefix="vmkit-grade-") as workdir:
         env = {**os.environ, runs.VARIABLE: run_id, variant.VARIABLE: job.student, "TMPDIR": workdir}
         try:

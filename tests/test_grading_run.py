@@ -1,0 +1,264 @@
+"""`vmkit grade` on a small lab without VMs: hidden checks, tampering, timeouts, dead kernels, the CLI.
+
+Real kernels run every notebook (nbclient), so these cover the grader's own logic quickly;
+tests/test_grading_class.py grades real lab 01 submissions, locally and on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from vmkit.errors import InvalidInput
+from vmkit.grading import assign, grade, prepare, report, variant
+
+LAB = "01-double.ipynb"
+
+
+def _cell(maker, source, *tags):
+    cell = maker(source)
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def instructor_lab() -> nbformat.NotebookNode:
+    return new_notebook(cells=[
+        new_markdown_cell("# 실습 1: 두 배"),
+        new_code_cell("x = 2"),
+        _cell(new_markdown_cell, "### 연습 1. 두 배\n\n`answer_1`에 x의 두 배를 넣으세요.", "exercise-1"),
+        _cell(new_code_cell, "answer_1 = x * 2", "exercise-1", "solution"),
+        _cell(new_code_cell, 'assert answer_1 == 4, "x의 두 배는 4입니다."', "exercise-1", "check"),
+        _cell(new_code_cell, 'assert isinstance(answer_1, int), "정수여야 합니다."',
+              "exercise-1", "check", "hidden"),
+        _cell(new_markdown_cell, "### 연습 2. 인사\n\n`answer_2`에 'ok'를 넣으세요.", "exercise-2", "points-3"),
+        _cell(new_code_cell, 'answer_2 = "ok"', "exercise-2", "solution"),
+        _cell(new_code_cell, 'assert answer_2 == "ok", "answer_2는 \'ok\'여야 합니다."', "exercise-2", "check"),
+        new_markdown_cell("## 정리"),
+    ])
+
+
+def student_of(nb) -> nbformat.NotebookNode:
+    student, _ = assign.student_copy(nb)
+    return student
+
+
+def solved(nb, **answers) -> nbformat.NotebookNode:
+    """The student copy with each exercise's solution cell set to `answers[exercise-N]` or the instructor's."""
+    student = student_of(nb)
+    for cell in student.cells:
+        tags = cell.metadata.get("tags", [])
+        if "solution" in tags:
+            number = next(t for t in tags if t.startswith("exercise-"))
+            cell.source = answers.get(number.replace("-", "_"), _instructor_solution(nb, number))
+    return student
+
+
+def _instructor_solution(nb, number):
+    return next(c.source for c in nb.cells if {number, "solution"} <= set(c.metadata.get("tags", [])))
+
+
+def _without(nb, number, role):
+    out = copy.deepcopy(nb)
+    out.cells = [c for c in out.cells
+                 if not ({number, role} <= set(c.metadata.get("tags", [])) and "hidden" not in c.metadata.get("tags", []))]
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Seven students' submissions of the small lab, graded by two local workers."""
+    root = tmp_path_factory.mktemp("grading")
+    labs, subs = root / "labs", root / "subs"
+    labs.mkdir()
+    teacher = instructor_lab()
+    nbformat.write(teacher, labs / LAB)
+    good = solved(teacher)
+    moved = copy.deepcopy(good)  # exercise 2's cells moved before exercise 1's: graded all the same
+    block = moved.cells[5:8]
+    moved.cells = moved.cells[:2] + block + moved.cells[2:5] + moved.cells[8:]
+    tampered = solved(teacher, exercise_1="answer_1 = 5")
+    for cell in tampered.cells:
+        if "check" in cell.metadata.get("tags", []):
+            cell.source = "pass  # the student emptied the check"
+    copied = solved(teacher, exercise_1="answer_1 = 4.0")  # passes the visible check, not the hidden one
+    slow = solved(teacher)
+    slow.cells.insert(6, new_code_cell("import time\ntime.sleep(120)"))
+    syntax = solved(teacher, exercise_1="answer_1 = (x *")
+    dies = solved(teacher)
+    dies.cells.insert(6, new_code_cell("import os\nos._exit(3)"))
+    submissions = {"good": moved, "tampered": tampered, "copied": copied, "slow": slow, "syntax": syntax,
+                   "dies": dies, "nocheck": _without(good, "exercise-2", "check"), "stub": student_of(teacher)}
+    for student, nb in submissions.items():
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / LAB)
+    (subs / "garbage").mkdir()
+    (subs / "garbage" / LAB).write_text("this is not a notebook")
+    (subs / "absent").mkdir()
+    (subs / "absent" / "99-unknown.ipynb").write_text("{}")
+    grades = grade.grade(subs, labs, workers=2, timeout=25)
+    out = root / "out" / "grades.csv"
+    report.write_all(grades, out)
+    return grades, out, {r.student: r for r in grades.results}
+
+
+def _row(results, student):
+    return [(ex.number, ex.passed, ex.points, ex.max_points, ex.message) for ex in results[student].exercises]
+
+
+def test_correct_submission_passes_every_exercise_even_reordered(graded):
+    _, _, results = graded
+    assert _row(results, "good") == [(1, True, 1, 1, ""), (2, True, 3, 3, "")]
+    assert results["good"].problem == "" and results["good"].cell_errors == []
+
+
+def test_an_emptied_check_is_put_back_and_fails_the_wrong_answer(graded):
+    _, _, results = graded
+    assert _row(results, "tampered") == [(1, False, 0, 1, "x의 두 배는 4입니다."), (2, True, 3, 3, "")]
+
+
+def test_hidden_check_runs_though_the_student_never_saw_it(graded):
+    _, _, results = graded
+    assert _row(results, "copied") == [(1, False, 0, 1, "숨은 검사: 정수여야 합니다."), (2, True, 3, 3, "")]
+
+
+def test_deleted_check_counts_as_failed(graded):
+    _, _, results = graded
+    assert _row(results, "nocheck") == [
+        (1, True, 1, 1, ""), (2, False, 0, 3, "검사(check) 셀이 지워졌습니다: 지운 검사는 통과로 치지 않습니다.")]
+
+
+def test_stub_fails_with_its_korean_message(graded):
+    _, _, results = graded
+    assert _row(results, "stub") == [
+        (1, False, 0, 1, "NotImplementedError: 연습 1의 답을 아직 쓰지 않았습니다."),
+        (2, False, 0, 3, "NotImplementedError: 연습 2의 답을 아직 쓰지 않았습니다.")]
+
+
+def test_timeout_says_where_and_fails_what_did_not_run(graded):
+    _, _, results = graded
+    slow = results["slow"]
+    assert slow.problem == "시간 초과(timeout): 셀 7이 노트북 제한 시간 25초 안에 끝나지 않았습니다."
+    assert slow.exercises[0].passed and not slow.exercises[1].passed
+    assert slow.exercises[1].message == f"답(solution) 셀에 이르기 전에 실행이 멈췄습니다: {slow.problem}"
+    assert slow.seconds < 60
+
+
+def test_syntax_error_and_dead_kernel_are_named(graded):
+    _, _, results = graded
+    assert results["syntax"].exercises[0].message.startswith("SyntaxError")
+    assert results["syntax"].exercises[1].passed
+    dies = results["dies"]
+    assert dies.problem == "커널이 죽었습니다(kernel died): 셀 7을 실행하던 중이었습니다."
+    assert dies.exercises[0].passed and not dies.exercises[1].passed
+
+
+def test_unreadable_and_missing_submissions(graded):
+    grades, _, results = graded
+    assert results["garbage"].problem.startswith("노트북 파일을 읽을 수 없습니다")
+    assert [ex.passed for ex in results["garbage"].exercises] == [False, False]
+    assert results["absent"].problem == "제출물이 없습니다."
+    assert {ex.message for ex in results["absent"].exercises} == {"제출하지 않았습니다."}
+    assert grades.notes == ["99-unknown.ipynb: 같은 이름의 강사용 실습이 없어 채점하지 않습니다."]
+
+
+def test_grade_sheet_summary_and_feedback_files(graded):
+    grades, out, _ = graded
+    with open(out, encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == report.COLUMNS
+    assert len(rows) == 2 * len(grades.students)
+    assert rows[0] == {"student": "absent", "lab": LAB, "exercise": "1", "passed": "false", "points": "0",
+                       "max_points": "1", "message": "제출하지 않았습니다."}
+    with open(out.parent / "grades-summary.csv", encoding="utf-8") as stream:
+        summary = {r["student"]: (int(r["total"]), int(r["max"])) for r in csv.DictReader(stream)}
+    assert summary["good"] == (4, 4) and summary["tampered"] == (3, 4) and summary["stub"] == (0, 4)
+    text = (out.parent / "feedback" / "tampered.md").read_text()
+    assert "# 채점 결과: tampered" in text and "총점: **3 / 4점**" in text
+    assert "- [실패] 연습 1. 두 배 (0/1점): x의 두 배는 4입니다." in text
+    assert "Traceback" not in text
+    assert "커널이 죽었습니다" in (out.parent / "feedback" / "dies.md").read_text()
+
+
+def test_prepare_matches_by_tag_and_marks_inserted_hidden_checks():
+    teacher = instructor_lab()
+    nb, plans = prepare.prepare(solved(teacher), teacher)
+    assert [p.number for p in plans] == [1, 2] and [p.points for p in plans] == [1, 3]
+    assert plans[0].title == "연습 1. 두 배"
+    hidden = nb.cells[plans[0].checks[1]]
+    assert hidden.metadata[prepare.GRADE_KEY] == {"exercise": 1, "role": "hidden"}
+    assert prepare.origin(hidden) == "숨은 검사(hidden check) 셀"
+    assert prepare.origin(nb.cells[plans[0].checks[0]]) == "셀 5"
+
+
+def test_variant_is_stable_per_student_and_the_grader_id_wins(monkeypatch):
+    choices = list(range(100))
+    assert variant.pick("kim", "k", choices) == variant.pick("kim", "k", choices)
+    assert len({variant.pick(f"s{i}", "k", choices) for i in range(20)}) > 5
+    monkeypatch.delenv(variant.VARIABLE, raising=False)
+    assert variant.student_id("2026001") == "2026001"
+    with pytest.raises(InvalidInput):
+        variant.student_id("  ")
+    monkeypatch.setenv(variant.VARIABLE, "lee")
+    assert variant.student_id("2026001") == "lee"
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"workers": 0}, "워커(worker) 수는 1 이상"),
+    ({"workers": "2"}, "워커(worker) 수는 1 이상"),
+    ({"workers": 2, "scheduler": "tcp://127.0.0.1:1"}, "함께 쓸 수 없습니다"),
+    ({"scheduler": "127.0.0.1:8786"}, "tcp://HOST:PORT"),
+    ({"timeout": 0}, "제한 시간(timeout)"),
+])
+def test_bad_grading_options_are_korean_errors(tmp_path, kwargs, text):
+    (tmp_path / "s" / "kim").mkdir(parents=True)
+    nbformat.write(instructor_lab(), tmp_path / "s" / "kim" / LAB)
+    (tmp_path / "labs").mkdir()
+    nbformat.write(instructor_lab(), tmp_path / "labs" / LAB)
+    with pytest.raises(InvalidInput, match=re.escape(text)):
+        grade.grade(tmp_path / "s", tmp_path / "labs", **kwargs)
+
+
+def test_unreachable_scheduler_is_a_korean_error(tmp_path):
+    (tmp_path / "s" / "kim").mkdir(parents=True)
+    (tmp_path / "labs").mkdir()
+    for where in (tmp_path / "s" / "kim", tmp_path / "labs"):
+        nbformat.write(instructor_lab(), where / LAB)
+    with pytest.raises(Exception, match="Dask 스케줄러\\(scheduler\\) tcp://127.0.0.1:9에 연결할 수 없습니다"):
+        grade.grade(tmp_path / "s", tmp_path / "labs", scheduler="tcp://127.0.0.1:9")
+
+
+def test_cli_writes_the_files_and_prints_a_table(tmp_path):
+    (tmp_path / "labs").mkdir()
+    teacher = instructor_lab()
+    nbformat.write(teacher, tmp_path / "labs" / LAB)
+    for student, nb in {"kim": solved(teacher), "lee": student_of(teacher)}.items():
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "subs" / student / LAB)
+    out = tmp_path / "result" / "grades.csv"
+    done = subprocess.run([sys.executable, "-m", "vmkit", "grade", str(tmp_path / "subs"), "--labs",
+                           str(tmp_path / "labs"), "--out", str(out), "--workers", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "채점: 노트북 2개, 로컬 워커(worker) 1개" in done.stderr and "2/2" in done.stderr  # progress bar
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["학생", "01", "총점", "남긴", "것"]
+    assert lines[1].split() == ["kim", "4/4", "4/4"] and lines[2].split() == ["lee", "0/4", "0/4"]
+    assert out.exists() and (out.parent / "grades-summary.csv").exists()
+    assert sorted(p.name for p in (out.parent / "feedback").iterdir()) == ["kim.md", "lee.md"]
+    bad = subprocess.run([sys.executable, "-m", "vmkit", "grade", str(tmp_path / "nowhere"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "제출물 디렉터리(directory)가 없습니다" in bad.stderr
+    as_json = subprocess.run([sys.executable, "-m", "vmkit", "grade", str(tmp_path / "subs"), "--labs",
+                              str(tmp_path / "labs"), "--out", str(out), "--json"],
+                             capture_output=True, text=True, timeout=120)
+    data = json.loads(as_json.stdout)
+    assert [(r["student"], r["points"], r["max_points"]) for r in data["results"]] == [("kim", 4, 4), ("lee", 0, 4)]
