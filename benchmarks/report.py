@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_container, bench_vm  # noqa: E402
+from benchmarks import bench_container, bench_grading, bench_vm  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit import compare  # noqa: E402
 from vmkit.units import pad  # noqa: E402
@@ -34,7 +34,7 @@ ANCHORS = {
 }
 
 
-def run(trials: int, vms: int, containers: int, say=say) -> dict:
+def run(trials: int, vms: int, containers: int, grading: int = 4, say=say) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -43,7 +43,11 @@ def run(trials: int, vms: int, containers: int, say=say) -> dict:
     say(f"== 밀도(density): VM {vms}개 (128 MiB), 컨테이너 {containers}개 (64 MiB) ==")
     density = [compare.density("vm", vms, memory="128M", parallel=4).to_dict(),
                compare.density("container", containers, memory="64M", parallel=8).to_dict()]
-    return {"vm": vm, "container": container, "density": density, "anchors": ANCHORS,
+    grades = None
+    if grading:
+        say(f"== 채점(grading): lab 01 제출물 {grading}개, 워커 1개와 2개 ==")
+        grades = bench_grading.run(grading, progress=say)
+    return {"vm": vm, "container": container, "density": density, "grading": grades, "anchors": ANCHORS,
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -75,6 +79,8 @@ def table(result: dict) -> str:
                      f"{d['started']}개 성공, 실패 {len(d['failures'])}",
                      f"하나당 PSS {(d['per_instance_pss_bytes'] or 0) / MiB:.1f} MiB, "
                      f"전체 {d['total_pss_bytes'] / MiB:.0f} MiB, 마지막 준비 {d['last_ready_s'] or 0:.1f} s"))
+    if result.get("grading"):
+        rows += bench_grading.rows(result["grading"])
     return "\n".join(f"{pad(name, 40)}{pad(value, 22, right=True)}   {note}" for name, value, note in rows)
 
 
@@ -83,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--vms", type=int, default=16, help="밀도: 동시에 띄울 VM 수")
     parser.add_argument("--containers", type=int, default=200, help="밀도: 동시에 띄울 컨테이너 수")
+    parser.add_argument("--grading", type=int, default=4, help="채점: lab 01 제출물 수 (0이면 건너뜀)")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
-    return finish(lambda: run(args.trials, args.vms, args.containers, say=say), table, args.json)
+    return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say), table, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,6 +33,8 @@ def test_marks_of_every_real_lab():
 def test_answer_names_come_from_the_assignment_targets():
     source = "x = 1\nanswer_1, (answer_1_b, y) = 2, (3, 4)\nanswer_1 += 1\nanswer_2: int = 5\ndef f():\n    answer_9 = 0"
     assert answer_names(source) == ["answer_1", "answer_1_b", "answer_2"]
+    nested = "with open('f') as f:\n    answer_3 = 1\nif True:\n    pass\nelse:\n    answer_4 = 2\nclass C:\n    answer_8 = 0"
+    assert answer_names(nested) == ["answer_3", "answer_4"]
     with pytest.raises(InvalidInput):
         answer_names("answer_1 = (")
 

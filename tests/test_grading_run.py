@@ -19,7 +19,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vmkit.errors import InvalidInput
-from vmkit.grading import assign, grade, prepare, report, variant
+from submissions import solved, student_of, without
+from vmkit.grading import grade, prepare, report, variant
 
 LAB = "01-double.ipynb"
 
@@ -46,33 +47,6 @@ def instructor_lab() -> nbformat.NotebookNode:
     ])
 
 
-def student_of(nb) -> nbformat.NotebookNode:
-    student, _ = assign.student_copy(nb)
-    return student
-
-
-def solved(nb, **answers) -> nbformat.NotebookNode:
-    """The student copy with each exercise's solution cell set to `answers[exercise-N]` or the instructor's."""
-    student = student_of(nb)
-    for cell in student.cells:
-        tags = cell.metadata.get("tags", [])
-        if "solution" in tags:
-            number = next(t for t in tags if t.startswith("exercise-"))
-            cell.source = answers.get(number.replace("-", "_"), _instructor_solution(nb, number))
-    return student
-
-
-def _instructor_solution(nb, number):
-    return next(c.source for c in nb.cells if {number, "solution"} <= set(c.metadata.get("tags", [])))
-
-
-def _without(nb, number, role):
-    out = copy.deepcopy(nb)
-    out.cells = [c for c in out.cells
-                 if not ({number, role} <= set(c.metadata.get("tags", [])) and "hidden" not in c.metadata.get("tags", []))]
-    return out
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Seven students' submissions of the small lab, graded by two local workers."""
@@ -96,7 +70,7 @@ def graded(tmp_path_factory):
     dies = solved(teacher)
     dies.cells.insert(6, new_code_cell("import os\nos._exit(3)"))
     submissions = {"good": moved, "tampered": tampered, "copied": copied, "slow": slow, "syntax": syntax,
-                   "dies": dies, "nocheck": _without(good, "exercise-2", "check"), "stub": student_of(teacher)}
+                   "dies": dies, "nocheck": without(good, 2, "check"), "stub": student_of(teacher)}
     for student, nb in submissions.items():
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / LAB)
@@ -197,6 +171,8 @@ def test_prepare_matches_by_tag_and_marks_inserted_hidden_checks():
     assert hidden.metadata[prepare.GRADE_KEY] == {"exercise": 1, "role": "hidden"}
     assert prepare.origin(hidden) == "숨은 검사(hidden check) 셀"
     assert prepare.origin(nb.cells[plans[0].checks[0]]) == "셀 5"
+    again, plans = prepare.prepare(teacher, teacher)  # an instructor copy: its hidden check runs once
+    assert sum("hidden" in c.metadata.get("tags", []) for c in again.cells) == 1 and len(plans[0].checks) == 2
 
 
 def test_variant_is_stable_per_student_and_the_grader_id_wins(monkeypatch):

@@ -82,14 +82,25 @@ def read_marks(nb, name: str = "노트북") -> list[Exercise]:
     return exercises
 
 
+def _statements(body: list[ast.stmt]):
+    """Statements in order, into `with`/`if`/`for`/`try` blocks but not into functions or classes."""
+    for stmt in body:
+        yield stmt
+        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for name in ("body", "orelse", "finalbody"):
+                yield from _statements(getattr(stmt, name, []) or [])
+            for handler in getattr(stmt, "handlers", []) or []:
+                yield from _statements(handler.body)
+
+
 def answer_names(source: str) -> list[str]:
-    """The `answer_…` names a solution assigns at its top level, in order."""
+    """The `answer_…` names a solution assigns (outside functions and classes), in order."""
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise InvalidInput(f"답(solution) 셀을 파이썬으로 읽을 수 없습니다: {exc}") from None
     names: list[str] = []
-    for stmt in tree.body:
+    for stmt in _statements(tree.body):
         targets = (stmt.targets if isinstance(stmt, ast.Assign)
                    else [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else [])
         for target in targets:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-from .marks import Exercise, _number, _role, read_marks
+from .marks import Exercise, _number, _role, read_marks, tags
 
 #: Metadata key on graded cells of the prepared notebook: which exercise and role it is.
 GRADE_KEY = "vmkit_grade"
@@ -87,6 +87,8 @@ def prepare(submission, instructor, name: str = "노트북") -> tuple[nbformat.N
             inserted[checks[0]] = [copy.deepcopy(instructor.cells[i]) for i in ex.hidden]
     cells = []
     for index, original in enumerate(submission.cells):
+        if "hidden" in tags(original):
+            continue  # only the instructor's hidden checks run (an instructor copy carries them too)
         cell = copy.deepcopy(original)
         cell.metadata[ORIGIN_KEY] = index + 1
         if cell.cell_type == "code":

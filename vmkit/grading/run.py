@@ -185,12 +185,22 @@ def _running(run_id: str) -> dict[str, int]:
     return {"vms": len(runs.qemus(run_id)), "containers": len(boxes)}
 
 
+def worker_name() -> str:
+    """Where this runs: the host name, and the Dask worker's name when a Dask worker runs it."""
+    try:
+        from distributed import get_worker
+
+        return f"{os.uname().nodename}/{get_worker().name}"
+    except (ImportError, ValueError):
+        return os.uname().nodename
+
+
 def grade_notebook(job: Job) -> NotebookResult:
     """Grade one submission (see the module docstring); never raises for a student's mistake."""
     started = time.monotonic()
     instructor = nbformat.reads(job.instructor, as_version=4)
     _, plans = prepare(instructor, instructor, job.lab)
-    result = NotebookResult(job.student, job.lab, [], worker=os.uname().nodename)
+    result = NotebookResult(job.student, job.lab, [], worker=worker_name())
     if job.submission is None:
         result.exercises = _failed_all(plans, "제출하지 않았습니다.")
         result.problem = "제출물이 없습니다."
