@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable
 
 import psutil
 
-from .errors import InvalidInput, VmkitError
+from . import memguard
+from .errors import InsufficientMemory, InvalidInput, VmkitError
 from .units import parse_cpus, parse_memory
 from .workload import Workload
 
@@ -213,6 +214,7 @@ def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS
     memory_bytes = parse_memory(memory, minimum=_minimum_memory(kinds))
     cpus = parse_cpus(cpus)
     preflight(kinds)
+    memguard.check_peak(kinds, memory_bytes)  # one workload at a time: the largest must fit
     factory = WorkloadFactory(memory_bytes, cpus, accel, image)
     result = Comparison([], memory_bytes, cpus, kinds)
     started = time.monotonic()
@@ -272,17 +274,14 @@ class Density:
                 "seconds": round(self.seconds, 3)}
 
 
-#: Host memory density() leaves free: it stops starting workloads below this.
-DENSITY_RESERVE = 1 << 30
-
-
 def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
             timeout: float = 180.0, on_progress: Callable[[int, int], None] | None = None,
             accel: str = "auto") -> Density:
     """Start `count` workloads of `kind` at once, measure them all, then stop them all.
 
+    `count` workloads must fit in memory up front (`memguard.check_batch`), or none starts.
     Starts go `parallel` at a time; starting stops early (and `limit` says why) when the
-    host's available memory would fall under DENSITY_RESERVE. `last_ready_s` is the time
+    memory guard refuses the next one after all. `last_ready_s` is the time
     from the first start request to the last workload being ready.
     """
     (kind,) = _check_kinds([kind])
@@ -292,6 +291,7 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
         raise InvalidInput(f"개수(count)는 1 이상의 정수여야 합니다 (받은 값: {count!r}).")
     memory_bytes = parse_memory(memory, minimum=_minimum_memory([kind]))
     preflight([kind])
+    memguard.check_batch(kind, count, memory_bytes)  # all `count` at once, or none
     factory = WorkloadFactory(memory_bytes, parse_cpus(cpus), accel)
     result = Density(kind, count, memory_bytes)
     running: list[Workload] = []
@@ -304,13 +304,17 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
     def start_one(index: int) -> None:
         if result.limit or halt.is_set():
             return
-        if psutil.virtual_memory().available < DENSITY_RESERVE + memory_bytes:
-            result.limit = (f"호스트(host)의 남은 메모리가 {DENSITY_RESERVE >> 20} MiB 아래로 "
-                            f"내려가 {index}개에서 멈췄습니다.")
+        limit = (f"호스트(host)의 남은 메모리가 남겨 둘 여유(reserve) "
+                 f"{memguard.reserve_bytes() >> 20} MiB 아래로 내려가 {index}개에서 멈췄습니다.")
+        if not memguard.fits(memguard.request_for(kind, memory_bytes)):
+            result.limit = limit
             return
         workload = factory.make(kind)
         try:
             workload.start(timeout=timeout)
+        except InsufficientMemory:
+            result.limit = result.limit or limit
+            return
         except VmkitError as exc:
             with lock:
                 result.failures.append(f"#{index}: {str(exc).splitlines()[0]}")

@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import cleanup
+from . import cleanup, memguard
 from . import engine as engine_mod
 from .errors import EngineError, InvalidInput, VmkitError, WorkloadError, WorkloadTimeout
 from .units import format_bytes, parse_memory
@@ -184,7 +184,8 @@ class Container(Workload):
         if self.id is not None:
             raise WorkloadError(f"컨테이너(container) '{self.name}'은(는) 이미 시작되었습니다.",
                                 "stop() 후 새 Container를 만드세요.")
-        return super().start(timeout, on_phase)
+        with memguard.admit(self):  # refused (nothing created) when the host can't hold it
+            return super().start(timeout, on_phase)
 
     def _start(self, timeout: float) -> None:
         import docker

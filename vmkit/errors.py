@@ -45,3 +45,7 @@ class WorkloadError(VmkitError):
 
 class WorkloadTimeout(WorkloadError, TimeoutError):
     """A workload did not become ready within its time limit."""
+
+
+class InsufficientMemory(VmkitError):
+    """Starting a workload would leave the host under its memory reserve (see `memguard`)."""

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import psutil
 
-from . import arches, background, paths, qemu
+from . import arches, background, memguard, paths, qemu
 from . import artifacts as artifacts_mod
 from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
 from .agent_channel import Replies, request_line
@@ -185,7 +185,8 @@ class VM(Workload):
         """Boot (or restore) and block until the guest is ready; returns the Trace."""
         if self.running:
             raise WorkloadError(f"VM '{self.name}'은(는) 이미 실행 중입니다.")
-        return super().start(timeout, on_phase)
+        with memguard.admit(self):  # refused (nothing started) when the host can't hold it
+            return super().start(timeout, on_phase)
 
     def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
