@@ -8,15 +8,106 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import signal
 import sys
 from importlib import import_module
+from pathlib import Path
 
 from . import __version__
 from .errors import VmkitError
 
 #: Modules that add their own subcommands through `add_parser(subparsers)`.
 SUBCOMMAND_MODULES = ("cli_vm", "cli_container", "cli_compare", "cli_grading")
+
+
+#: argparse's own (English) error messages, in Korean: (pattern, template).
+_PARSER_MESSAGES = [
+    (r"argument (?P<name>.+?): (?P<rest>.*)", "인자(argument) {name}: {rest}"),
+    (r"the following arguments are required: (?P<names>.*)", "필요한 인자(argument)가 빠졌습니다: {names}"),
+    (r"one of the arguments (?P<names>.*) is required", "다음 인자(argument) 중 하나가 필요합니다: {names}"),
+    (r"unrecognized arguments: (?P<words>.*)", "알 수 없는 인자(argument): {words}"),
+    (r"invalid choice: (?P<value>.*) \(choose from (?P<choices>.*)\)",
+     "고를 수 없는 값 {value}입니다 (고를 수 있는 값: {choices})"),
+    (r"invalid (?P<type>\S+) value: (?P<value>.*)", "{value}는 올바른 {type} 값이 아닙니다"),
+    (r"expected one argument", "값이 하나 필요합니다"),
+    (r"expected at least one argument", "값이 하나 이상 필요합니다"),
+    (r"expected at most one argument", "값은 하나까지만 줄 수 있습니다"),
+    (r"expected (?P<count>\d+) arguments?", "값이 {count}개 필요합니다"),
+    (r"not allowed with argument (?P<other>.*)", "{other}와 함께 쓸 수 없습니다"),
+    (r"ignored explicit argument (?P<value>.*)", "값을 받지 않는데 {value}가 주어졌습니다"),
+    (r"ambiguous option: (?P<option>\S+) could match (?P<matches>.*)",
+     "옵션(option) {option}이(가) 여럿과 맞습니다: {matches}"),
+]
+
+
+def korean_parser_message(message: str) -> str:
+    """argparse's error `message` in Korean (the argument names and values kept as they are)."""
+    for pattern, template in _PARSER_MESSAGES:
+        match = re.fullmatch(pattern, message, re.DOTALL)
+        if match:
+            parts = match.groupdict()
+            if "rest" in parts:
+                parts["rest"] = korean_parser_message(parts["rest"])
+            return template.format(**parts)
+    if re.search("[\uac00-\ud7a3]", message):  # already Korean (our own `type=` converters)
+        return message
+    return f"명령줄(command line)을 이해할 수 없습니다: {message}"
+
+
+class _KoreanHelpFormatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, "사용법(usage): " if prefix is None else prefix)
+
+
+class KoreanArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors (and those of its subcommands' parsers) are Korean; exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _KoreanHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: 오류: {korean_parser_message(message)}\n")
+
+
+def integer(text: str) -> int:
+    """`type=` for whole numbers, refused in Korean (the range is checked by what gets it)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}는 정수(integer)가 아닙니다.") from None
+
+
+def seconds(text: str) -> float:
+    """`type=` for time limits: a finite number of seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}는 초 단위의 숫자가 아닙니다. 예: 60") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"0보다 큰 유한한 초여야 합니다 (받은 값: {text!r}).")
+    return value
+
+
+def check_output_file(path: str, what: str) -> Path:
+    """Refuse, before any work, an output file that could not be written (a Korean InvalidInput)."""
+    from .errors import InvalidInput
+
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidInput(f"{what} '{path}'은(는) 디렉터리(directory)입니다.", "파일 이름을 주세요.")
+    parent = target.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InvalidInput(f"{what} '{path}'을(를) 만들 수 없습니다: '{parent}'은(는) 디렉터리(directory)가 아닙니다.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{what} '{path}'을(를) 만들 수 없습니다: '{parent}'에 쓸 권한이 없습니다.")
+    return target
 
 
 def emit_json(data) -> None:
@@ -119,7 +210,7 @@ def cmd_engine(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = KoreanArgumentParser(
         prog="vmkit", description="하이퍼바이저(hypervisor)와 컨테이너(container)를 나란히 실행하고 비교합니다.")
     parser.add_argument("--version", action="version", version=f"vmkit {__version__}")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="명령")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import compare as compare_mod
-from .cli import emit_json
+from .cli import check_output_file, emit_json, integer
 from .units import format_bytes, pad
 
 
@@ -16,6 +16,8 @@ def cmd_compare(args) -> int:
                   f"준비 {record['ready_s']:.3f}초, 호스트 RSS {format_bytes(record['usage.rss_bytes'])}",
                   file=sys.stderr, flush=True)
 
+    if args.plot:
+        check_output_file(args.plot, "그림 파일(--plot)")
     if not args.json:
         print(f"비교: 종류마다 {args.trials}번, 메모리 {args.memory}, 번갈아 실행합니다…", file=sys.stderr)
     result = compare_mod.compare(trials=args.trials, memory=args.memory, cpus=args.cpus,
@@ -65,7 +67,7 @@ def cmd_density(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="VM 콜드 부팅, VM 스냅샷 복원, 컨테이너를 번갈아 재고 비교합니다")
-    p.add_argument("--trials", type=int, default=3, help="종류마다 시행 횟수 (기본 3)")
+    p.add_argument("--trials", type=integer, default=3, help="종류마다 시행 횟수 (기본 3)")
     p.add_argument("--memory", default="128M", help="메모리 크기 (기본 128M)")
     p.add_argument("--cpus", default=1, help="CPU 개수 (기본 1)")
     p.add_argument("--accel", default="auto", help="VM 가속기(accelerator): auto, kvm, tcg")
@@ -77,9 +79,9 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("density", help="같은 종류를 한꺼번에 여러 개 띄워 메모리를 잽니다")
     p.add_argument("kind", choices=["vm", "container"])
-    p.add_argument("count", type=int)
+    p.add_argument("count", type=integer)
     p.add_argument("--memory", default="128M", help="하나의 메모리 크기 (기본 128M)")
-    p.add_argument("--parallel", type=int, default=8, help="동시에 시작하는 개수 (기본 8)")
+    p.add_argument("--parallel", type=integer, default=8, help="동시에 시작하는 개수 (기본 8)")
     p.add_argument("--accel", default="auto", help="VM 가속기(accelerator)")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_density)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from .container import PHASE_LABELS, Container
-from .cli import emit_json
+from .cli import emit_json, integer, seconds
 from .units import format_bytes
 from .workload import guest_view
 
@@ -15,9 +15,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="컨테이너를 시작해 단계별 시간과 자원 사용량을 보여 줍니다")
     p.add_argument("--memory", default="256M", help="메모리 한도(memory limit), 예: 64M, 1G (기본 256M)")
     p.add_argument("--cpus", default="1", help="CPU 할당량(quota), 소수도 됩니다. 예: 0.5 (기본 1)")
-    p.add_argument("--pids-limit", type=int, default=64, help="프로세스 수 한도(pids limit) (기본 64)")
+    p.add_argument("--pids-limit", type=integer, default=64, help="프로세스 수 한도(pids limit) (기본 64)")
     p.add_argument("--image", default=None, help="이미지(image) (기본: vmkit의 BusyBox 이미지)")
-    p.add_argument("--timeout", type=float, default=60.0, help="준비(ready)를 기다릴 최대 초 (기본 60)")
+    p.add_argument("--timeout", type=seconds, default=60.0, help="준비(ready)를 기다릴 최대 초 (기본 60)")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_run)
 

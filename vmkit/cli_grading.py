@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import emit_json
+from .cli import check_output_file, emit_json, integer, seconds
 
 
 def cmd_assign(args) -> int:
@@ -27,6 +27,7 @@ def cmd_grade(args) -> int:
     from .grading import grade, report
 
     grade.check_executor(args.workers, args.scheduler)
+    check_output_file(args.out, "성적표 파일(--out)")
     jobs, _ = grade.collect(args.submissions_dir, args.labs, args.timeout)  # bad input fails here, early
     where = f"Dask 클러스터 {args.scheduler}" if args.scheduler else \
         f"로컬 워커(worker) {args.workers or grade.safe_workers()}개"
@@ -70,9 +71,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="grades.csv", help="성적표 CSV (옆에 grades-summary.csv와 feedback/를 씀)")
     p.add_argument("--labs", default="labs", help="강사용 실습 디렉터리 (기본: labs)")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--workers", type=int, help="동시에 채점할 노트북 수 (기본: 이 호스트에 안전한 수)")
+    how.add_argument("--workers", type=integer, help="동시에 채점할 노트북 수 (기본: 이 호스트에 안전한 수)")
     how.add_argument("--scheduler", help="Dask 스케줄러 주소 tcp://HOST:PORT (워커는 --resources VM=N으로 시작)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT,
                    help=f"노트북 하나의 제한 시간, 초 (기본: {DEFAULT_TIMEOUT:.0f})")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_grade)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from . import arches
-from .cli import emit_json
+from .cli import emit_json, seconds
 from .units import format_bytes
 from .workload import guest_view
 from .vm import PHASE_LABELS, VM
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--accel", default="auto", help="가속기(accelerator): auto, kvm, tcg (기본 auto)")
     p.add_argument("--arch", default=arches.DEFAULT,
                    help=f"게스트 아키텍처(architecture): {', '.join(arches.ARCHES)} (기본 {arches.DEFAULT})")
-    p.add_argument("--timeout", type=float, default=60.0, help="준비(ready)를 기다릴 최대 초 (기본 60)")
+    p.add_argument("--timeout", type=seconds, default=60.0, help="준비(ready)를 기다릴 최대 초 (기본 60)")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_boot)
 

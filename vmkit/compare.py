@@ -9,9 +9,11 @@ drift of a shared machine hits every kind alike.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import psutil
 
 from . import memguard
 from .errors import InsufficientMemory, InvalidInput, VmkitError
-from .units import parse_cpus, parse_memory
+from .units import check_callback, check_count, check_seconds, parse_cpus, parse_memory
 from .workload import Workload
 
 KINDS = ("vm", "vm-restore", "container")
@@ -37,7 +39,14 @@ class Cancelled(VmkitError):
 
 
 def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
-    kinds = tuple(kinds)
+    if isinstance(kinds, str):
+        raise InvalidInput(f"종류(kinds)는 문자열 하나가 아니라 목록(list)이어야 합니다 (받은 값: {kinds!r}).",
+                           f"예: kinds=({kinds!r},)")
+    try:
+        kinds = tuple(kinds)
+    except TypeError:
+        raise InvalidInput(f"종류(kinds)는 목록(list)이어야 합니다 (받은 값: {kinds!r}).",
+                           f"쓸 수 있는 값: {', '.join(KINDS)}") from None
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise InvalidInput(f"비교할 종류(kind) {unknown or '(없음)'}를 모릅니다.",
@@ -180,6 +189,13 @@ def summarize(frame):
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["kind", "metric"])
 
 
+def _check_accel(accel: str) -> str:
+    """The VMs' accelerator, checked before anything starts (containers ignore it)."""
+    from .vm import _check_accel as check
+
+    return check(accel)
+
+
 def _minimum_memory(kinds: Iterable[str]) -> int:
     """The smallest memory every kind accepts (the guest does not boot below 96 MiB)."""
     from .container import MIN_MEMORY as container_minimum
@@ -213,6 +229,14 @@ def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS
     kinds = _check_kinds(kinds)
     memory_bytes = parse_memory(memory, minimum=_minimum_memory(kinds))
     cpus = parse_cpus(cpus)
+    accel, timeout = _check_accel(accel), check_seconds(timeout)
+    if image is not None:
+        from .container import check_image
+
+        check_image(image)
+    check_callback(on_result, "on_result")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise InvalidInput(f"stop에는 threading.Event를 주어야 합니다 (받은 값: {stop!r}).")
     preflight(kinds)
     memguard.check_peak(kinds, memory_bytes)  # one workload at a time: the largest must fit
     factory = WorkloadFactory(memory_bytes, cpus, accel, image)
@@ -287,12 +311,15 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
     (kind,) = _check_kinds([kind])
     if kind == "vm-restore":
         raise InvalidInput("밀도(density) 측정은 'vm'과 'container'만 지원합니다.")
-    if not isinstance(count, int) or count < 1:
-        raise InvalidInput(f"개수(count)는 1 이상의 정수여야 합니다 (받은 값: {count!r}).")
+    count = check_count(count, "개수(count)")
     memory_bytes = parse_memory(memory, minimum=_minimum_memory([kind]))
+    cpus = parse_cpus(cpus)
+    parallel = check_count(parallel, "동시 시작 수(parallel)")
+    accel, timeout = _check_accel(accel), check_seconds(timeout)
+    check_callback(on_progress, "on_progress")
     preflight([kind])
     memguard.check_batch(kind, count, memory_bytes)  # all `count` at once, or none
-    factory = WorkloadFactory(memory_bytes, parse_cpus(cpus), accel)
+    factory = WorkloadFactory(memory_bytes, cpus, accel)
     result = Density(kind, count, memory_bytes)
     running: list[Workload] = []
     lock = threading.Lock()
@@ -347,3 +374,18 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
         factory.close()
         result.seconds = time.monotonic() - started
     return result
+
+
+class _CallableModule(types.ModuleType):
+    """`vmkit.compare(...)` calls `compare` even once `vmkit.compare` is this module.
+
+    Importing the submodule (the widgets and the CLI do) makes `vmkit.compare` the module,
+    which shadowed the lazily exported function: a second `vmkit.compare(...)` failed with
+    an English TypeError.
+    """
+
+    def __call__(self, *args, **kwargs) -> Comparison:
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -45,7 +45,7 @@ from typing import Any, Callable
 from . import cleanup, memguard
 from . import engine as engine_mod
 from .errors import EngineError, InvalidInput, VmkitError, WorkloadError, WorkloadTimeout
-from .units import format_bytes, parse_memory
+from .units import check_callback, check_seconds, check_strings, format_bytes, parse_memory
 from .workload import CONSOLE_LINE_MAX, Trace, Usage, Workload, parse_meminfo, process_usage
 
 MiB = 1 << 20
@@ -61,6 +61,12 @@ LOG_CHECK_S = 1.0
 #: The most output one exec keeps; the rest is still read (until EOF or the timeout) and dropped.
 EXEC_OUTPUT_MAX = 1 * MiB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: An image reference as the engine parses it: [domain[:port]/]path[:tag][@digest].
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE = re.compile(
+    rf"^(?:{_IMAGE_HOST}(?:\.{_IMAGE_HOST})*(?::[0-9]+)?/)?{_IMAGE_PART}(?:/{_IMAGE_PART})*"
+    r"(?::\w[\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
 
 #: Korean labels for the phases, for widgets and the CLI.
 PHASE_LABELS = {
@@ -128,11 +134,20 @@ class Container(Workload):
         self.memory_bytes = parse_memory(memory, minimum=MIN_MEMORY, what="메모리 한도(memory limit)")
         self.cpus = _check_cpus(cpus)
         self.pids_limit = _check_pids(pids_limit)
-        self.image_request = image
+        self.image_request = check_image(image) if image is not None else None
         self.image: str | None = image
-        self.read_only = bool(read_only)
-        self.command = list(command) if command is not None else None
-        self.stop_timeout = float(stop_timeout)
+        if not isinstance(read_only, bool):
+            raise InvalidInput(f"읽기 전용(read_only)은 True나 False여야 합니다 (받은 값: {read_only!r}).")
+        self.read_only = read_only
+        self.command = list(check_strings(command, "명령(command)")) if command is not None else None
+        self.stop_timeout = check_seconds(stop_timeout, "중지 대기 시간(stop_timeout)", zero=True)
+        if artifacts is not None:
+            from .artifacts import Artifacts
+
+            if not isinstance(artifacts, Artifacts):
+                raise InvalidInput(
+                    f"아티팩트(artifacts)에는 vmkit.artifacts.Artifacts를 주어야 합니다 (받은 값: {artifacts!r}).",
+                    "보통은 비워 두세요: vmkit이 현재 아티팩트를 찾습니다.")
         self.artifacts = artifacts
         self.id: str | None = None
         self.host_pid: int | None = None
@@ -184,6 +199,8 @@ class Container(Workload):
         if self.id is not None:
             raise WorkloadError(f"컨테이너(container) '{self.name}'은(는) 이미 시작되었습니다.",
                                 "stop() 후 새 Container를 만드세요.")
+        timeout = check_seconds(timeout)
+        check_callback(on_phase, "on_phase")
         with memguard.admit(self):  # refused (nothing created) when the host can't hold it
             return super().start(timeout, on_phase)
 
@@ -1205,6 +1222,15 @@ def _check_name(name: str) -> str:
     return name
 
 
+def check_image(image) -> str:
+    """An image reference the engine can parse ('vmkit/busybox:TAG', 'busybox', ...), or a Korean error."""
+    if not isinstance(image, str) or len(image) > 255 or not _IMAGE.match(image):
+        raise InvalidInput(f"이미지(image) 이름 {image!r}를 쓸 수 없습니다.",
+                           "소문자·숫자와 '.', '_', '-', '/'로 된 이름에 ':태그(tag)'를 붙일 수 있습니다. "
+                           "예: 'busybox:1.36' (비워 두면 vmkit의 BusyBox 이미지)")
+    return image
+
+
 def _check_cpus(value) -> float:
     """A CPU quota between 0.01 and the host's CPU count (fractions allowed)."""
     try:
@@ -1226,7 +1252,7 @@ def _check_pids(value) -> int:
         pids = int(value)
         if isinstance(value, bool) or pids != float(value):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"프로세스 수 한도(pids_limit) {value!r}는 정수가 아닙니다.") from None
     if pids < 4:
         raise InvalidInput(f"프로세스 수 한도(pids_limit)는 4 이상이어야 합니다 (받은 값: {pids}).",

@@ -1,5 +1,7 @@
 """Parsing and checking the sizes and counts a student types."""
 
+import math
+import numbers
 import os
 import re
 import unicodedata
@@ -17,6 +19,8 @@ def parse_memory(value, *, minimum: int = 1, what: str = "메모리(memory)") ->
     if isinstance(value, bool):
         raise InvalidInput(f"{what} 크기로 {value!r}는 쓸 수 없습니다.", "예: '256M', '1G'")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{what} 크기 {value!r}는 유한한 수가 아닙니다.", "예: '256M', '1G'")
         size = int(value) << 20 if value < 1 << 20 else int(value)
     else:
         match = _SIZE.match(str(value))
@@ -46,7 +50,7 @@ def parse_cpus(value) -> int:
         cpus = int(value)
         if isinstance(value, bool) or cpus != float(value):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"CPU 개수 {value!r}는 정수가 아닙니다.", "예: cpus=1") from None
     host = os.cpu_count() or 1
     if cpus < 1:
@@ -54,6 +58,45 @@ def parse_cpus(value) -> int:
     if cpus > host:
         raise InvalidInput(f"CPU 개수 {cpus}는 이 호스트(host)의 CPU 수 {host}보다 많습니다.")
     return cpus
+
+
+def check_seconds(value, what: str = "제한 시간(timeout)", *, zero: bool = False) -> float:
+    """A number of seconds: finite and greater than 0 (or at least 0 with zero=True)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInput(f"{what} {value!r}는 초 단위의 숫자가 아닙니다.", "예: timeout=60")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = "0 이상의" if zero else "0보다 큰"
+        raise InvalidInput(f"{what}은(는) {bound} 유한한 초여야 합니다 (받은 값: {value!r}).")
+    return float(value)
+
+
+def check_count(value, what: str, minimum: int = 1) -> int:
+    """A whole number (not a bool) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidInput(f"{what}는 {minimum} 이상의 정수여야 합니다 (받은 값: {value!r}).")
+    return int(value)
+
+
+def check_callback(value, what: str):
+    """None, or something callable (a function the caller hands in, e.g. for progress)."""
+    if value is not None and not callable(value):
+        raise InvalidInput(f"{what}에는 함수(callable)를 주어야 합니다 (받은 값: {value!r}).")
+    return value
+
+
+def check_strings(value, what: str) -> tuple[str, ...]:
+    """A list of strings (a command line as separate words), never one string."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidInput(f"{what}은(는) 문자열 하나가 아니라 목록(list)이어야 합니다 (받은 값: {value!r}).",
+                           "단어마다 따로 적어 주세요. 예: ['sh', '-c', 'echo hi']")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise InvalidInput(f"{what}은(는) 문자열(str)의 목록(list)이어야 합니다 (받은 값: {value!r}).") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput(f"{what}의 항목 {item!r}은(는) 문자열(str)이 아닙니다.")
+    return items
 
 
 def format_bytes(size: float) -> str:

@@ -57,7 +57,8 @@ from . import artifacts as artifacts_mod
 from .errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
 from .agent_channel import Replies, request_line
 from .qmp import QMPSession
-from .units import format_bytes, parse_cpus, parse_memory
+from .units import (check_callback, check_seconds, check_strings, format_bytes, parse_cpus,
+                    parse_memory)
 from .workload import CONSOLE_LINE_MAX, Trace, Usage, Workload, parse_meminfo, process_usage
 
 MiB = 1 << 20
@@ -113,6 +114,10 @@ class VM(Workload):
                  artifacts: artifacts_mod.Artifacts | None = None,
                  kernel_args: str = "", qemu_args: Sequence[str] = ()):
         self.arch = arches.lookup(arch)
+        if artifacts is not None and not isinstance(artifacts, artifacts_mod.Artifacts):
+            raise InvalidInput(
+                f"아티팩트(artifacts)에는 vmkit.artifacts.Artifacts를 주어야 합니다 (받은 값: {artifacts!r}).",
+                "보통은 비워 두세요: vmkit이 현재 아티팩트를 찾습니다.")
         if artifacts is not None and artifacts.arch != self.arch.name:
             raise InvalidInput(
                 f"아티팩트(artifacts) {artifacts.version}는 아키텍처(architecture) {artifacts.arch}용인데 "
@@ -124,10 +129,13 @@ class VM(Workload):
         self.accel_request = _check_accel(accel)
         self.accel: str | None = None
         self.accel_reason: str | None = None
-        if "\n" in str(kernel_args):
+        if not isinstance(kernel_args, str):
+            raise InvalidInput(f"커널 인자(kernel_args)는 문자열(str)이어야 합니다 (받은 값: {kernel_args!r}).",
+                               "예: kernel_args='quiet loglevel=3'")
+        if "\n" in kernel_args:
             raise InvalidInput("커널 인자(kernel_args)에는 줄바꿈을 넣을 수 없습니다.")
-        self.kernel_args = str(kernel_args).strip()
-        self.qemu_args = tuple(str(arg) for arg in qemu_args)
+        self.kernel_args = kernel_args.strip()
+        self.qemu_args = check_strings(qemu_args, "QEMU 인자(qemu_args)")
         self.artifacts = artifacts
         self.proc: subprocess.Popen | None = None
         self._spawned: subprocess.Popen | None = None  # kept after stop, for error reports
@@ -185,6 +193,8 @@ class VM(Workload):
         """Boot (or restore) and block until the guest is ready; returns the Trace."""
         if self.running:
             raise WorkloadError(f"VM '{self.name}'은(는) 이미 실행 중입니다.")
+        timeout = check_seconds(timeout)
+        check_callback(on_phase, "on_phase")
         with memguard.admit(self):  # refused (nothing started) when the host can't hold it
             return super().start(timeout, on_phase)
 

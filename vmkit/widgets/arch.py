@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import arches
-from .base import MEMORY_CHOICES, Background, Panel, table_html
+from .base import MEMORY_CHOICES, Background, Panel, check_choice, table_html
 from .compare import _phase_table
 
 #: How much of the guest's /proc/cpuinfo the panel shows.
@@ -26,6 +26,7 @@ class ArchPanel(Panel):
     """
 
     def __init__(self, arch: str = "aarch64", memory: str = "256M", key: str = ""):
+        check_choice(memory, MEMORY_CHOICES, "메모리(memory)")
         self.vm = None
         self.result: dict[str, Any] = {}
         self._lock = threading.Lock()

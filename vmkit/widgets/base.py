@@ -17,11 +17,36 @@ from typing import Iterable
 
 import ipywidgets as W
 
-from ..errors import VmkitError
+from ..errors import InvalidInput, VmkitError
 
 MEMORY_CHOICES = ["128M", "256M", "512M"]
 #: Readable spacing for the small HTML tables (the notebook's CSS packs them tight).
 TABLE_STYLE = "border-spacing: 14px 2px; text-align: right"
+
+
+def check_choice(value, choices, what: str):
+    """`value` if a panel's menu offers it, else a Korean InvalidInput naming the choices."""
+    try:
+        offered = value in choices
+    except TypeError:  # unhashable
+        offered = False
+    if not offered or isinstance(value, bool):
+        raise InvalidInput(f"{what} {value!r}는 고를 수 없습니다.",
+                           f"고를 수 있는 값: {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_number(value, low, high, subject: str, *, whole: bool = True):
+    """`value` for a slider from `low` to `high` (a whole number if `whole`), else a Korean InvalidInput.
+
+    A slider would quietly clamp a value outside its range, or fail in English on a string.
+    `subject` ends with its particle ("시행 횟수(trials)는").
+    """
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "정수" if whole else "수"
+        raise InvalidInput(f"{subject} {low}~{high} 사이의 {kind}여야 합니다 (받은 값: {value!r}).")
+    return value
 
 
 def error_html(exc: BaseException) -> str:
@@ -84,6 +109,9 @@ class Panel(W.VBox):
     """
 
     def __init__(self, children=(), key: str = "", **kwargs):
+        if not isinstance(key, str):
+            raise InvalidInput(f"패널 키(key)는 문자열(str)이어야 합니다 (받은 값: {key!r}).",
+                               "예: key='lab01' (같은 키의 이전 패널은 닫힙니다)")
         super().__init__(list(children), **kwargs)
         self._panel_key = (type(self).__name__, key)
         previous = _live_panels.get(self._panel_key)
@@ -96,6 +124,8 @@ class Panel(W.VBox):
 
     def close(self) -> None:
         key = getattr(self, "_panel_key", None)  # absent if a subclass failed before Panel.__init__
+        if key is None:  # its __init__ refused its arguments: nothing was started, nothing to close
+            return
         try:
             self.stop_all()
         finally:

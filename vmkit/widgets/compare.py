@@ -10,13 +10,15 @@ import ipywidgets as W
 from .. import compare as compare_mod
 from .. import plots
 from ..units import format_bytes
-from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel
+from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel, check_choice, check_number
 
 
 class WorkloadPanel(Panel):
     """Start one VM or container, watch its phases arrive live, look inside, stop it."""
 
     def __init__(self, kind: str = "vm", memory: str = "256M", key: str = ""):
+        check_choice(kind, ("vm", "container"), "종류(kind)")
+        check_choice(memory, MEMORY_CHOICES, "메모리(memory)")
         self.kind = kind
         self.workload = None
         self.kind_select = W.ToggleButtons(options=[("VM (QEMU)", "vm"), ("컨테이너 (Docker)", "container")],
@@ -91,6 +93,8 @@ class ComparePanel(Panel):
     """Run `vmkit.compare` live: each trial redraws the plots and the summary table."""
 
     def __init__(self, trials: int = 3, memory: str = "128M", key: str = ""):
+        check_number(trials, 1, 10, "시행 횟수(trials)는")
+        check_choice(memory, MEMORY_CHOICES, "메모리(memory)")
         self.trials = W.IntSlider(value=trials, min=1, max=10, description="시행 횟수")
         self.memory_select = W.Dropdown(options=MEMORY_CHOICES, value=memory, description="메모리")
         self.kinds = W.SelectMultiple(options=[(compare_mod.KIND_LABELS[k], k) for k in compare_mod.KINDS],

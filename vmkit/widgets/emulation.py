@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import emulation, plots
-from .base import Background, Panel, table_html
+from .base import Background, Panel, check_number, table_html
 
 _WIDE = {"description_width": "initial"}
 _BUTTONS = {"description_width": "initial", "button_width": "auto"}
@@ -23,6 +23,7 @@ class EmulationPanel(Panel):
 
     def __init__(self, task: str = "loop", size: int | None = None, trials: int = 3, key: str = ""):
         spec = emulation.get_task(task)
+        check_number(trials, 1, 5, "시행 횟수(trials)는")
         self.task_select = W.ToggleButtons(
             options=[(t.label, t.name) for t in emulation.TASKS.values()], value=spec.name,
             description="작업(task)", style=_BUTTONS)

@@ -18,7 +18,7 @@ from .. import isolation, isolation_plots, plots
 from ..container import Container
 from ..errors import VmkitError
 from ..units import format_bytes
-from .base import Background, Panel
+from .base import Background, Panel, check_number
 
 MiB = 1 << 20
 #: How fast the memory experiment takes memory (bytes per second).
@@ -35,6 +35,8 @@ class LimitsPanel(Panel):
     """Memory limit → OOM kill (live), and CPU quota → CPU rate, each in a fresh container."""
 
     def __init__(self, memory: int = 64, cpus: float = 0.5, key: str = ""):
+        check_number(memory, 16, 256, "메모리 한도(memory, MiB)는")
+        check_number(cpus, 0.1, 1.0, "CPU 할당량(cpus)은", whole=False)
         self.memory_slider = W.IntSlider(value=memory, min=16, max=256, step=16, style=_WIDE,
                                          description="메모리 한도(MiB)")
         self.oom_button = W.Button(description="OOM 실험 시작", button_style="warning", icon="play",

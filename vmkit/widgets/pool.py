@@ -22,7 +22,7 @@ import ipywidgets as W
 from .. import clock, mempool, plots, sched
 from ..errors import WorkloadError
 from ..units import format_bytes
-from .base import Background, Panel, table_html
+from .base import Background, Panel, check_choice, table_html
 
 MiB = 1 << 20
 VM_COLORS = {"A": "#d1495b", "B": "#00798c"}
@@ -178,6 +178,7 @@ class PoolPanel(Panel):
     """
 
     def __init__(self, memory: str = "256M", key: str = ""):
+        check_choice(memory, POOL_MEMORY_CHOICES, "메모리(memory)")
         self.vms: dict[str, Any] = {}
         self.records: list[dict[str, Any]] = []
         self.samples: deque = deque(maxlen=HISTORY)
