@@ -81,7 +81,7 @@ def graded(tmp_path_factory):
     grades = grade.grade(subs, labs, workers=2, timeout=25)
     out = root / "out" / "grades.csv"
     report.write_all(grades, out)
-    return grades, out, {r.student: r for r in grades.results}
+    return grades, out, {r.student: r for r in grades.results}, (subs, labs)
 
 
 def _row(results, student):
@@ -89,36 +89,36 @@ def _row(results, student):
 
 
 def test_correct_submission_passes_every_exercise_even_reordered(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert _row(results, "good") == [(1, True, 1, 1, ""), (2, True, 3, 3, "")]
     assert results["good"].problem == "" and results["good"].cell_errors == []
 
 
 def test_an_emptied_check_is_put_back_and_fails_the_wrong_answer(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert _row(results, "tampered") == [(1, False, 0, 1, "x의 두 배는 4입니다."), (2, True, 3, 3, "")]
 
 
 def test_hidden_check_runs_though_the_student_never_saw_it(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert _row(results, "copied") == [(1, False, 0, 1, "숨은 검사: 정수여야 합니다."), (2, True, 3, 3, "")]
 
 
 def test_deleted_check_counts_as_failed(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert _row(results, "nocheck") == [
         (1, True, 1, 1, ""), (2, False, 0, 3, "검사(check) 셀이 지워졌습니다: 지운 검사는 통과로 치지 않습니다.")]
 
 
 def test_stub_fails_with_its_korean_message(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert _row(results, "stub") == [
         (1, False, 0, 1, "NotImplementedError: 연습 1의 답을 아직 쓰지 않았습니다."),
         (2, False, 0, 3, "NotImplementedError: 연습 2의 답을 아직 쓰지 않았습니다.")]
 
 
 def test_timeout_says_where_and_fails_what_did_not_run(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     slow = results["slow"]
     assert slow.problem == "시간 초과(timeout): 셀 7이 노트북 제한 시간 25초 안에 끝나지 않았습니다."
     assert slow.exercises[0].passed and not slow.exercises[1].passed
@@ -127,7 +127,7 @@ def test_timeout_says_where_and_fails_what_did_not_run(graded):
 
 
 def test_syntax_error_and_dead_kernel_are_named(graded):
-    _, _, results = graded
+    _, _, results, _ = graded
     assert results["syntax"].exercises[0].message.startswith("SyntaxError")
     assert results["syntax"].exercises[1].passed
     dies = results["dies"]
@@ -136,7 +136,7 @@ def test_syntax_error_and_dead_kernel_are_named(graded):
 
 
 def test_unreadable_and_missing_submissions(graded):
-    grades, _, results = graded
+    grades, _, results, _ = graded
     assert results["garbage"].problem.startswith("노트북 파일을 읽을 수 없습니다")
     assert [ex.passed for ex in results["garbage"].exercises] == [False, False]
     assert results["absent"].problem == "제출물이 없습니다."
@@ -145,7 +145,7 @@ def test_unreadable_and_missing_submissions(graded):
 
 
 def test_grade_sheet_summary_and_feedback_files(graded):
-    grades, out, _ = graded
+    grades, out, _, _ = graded
     with open(out, encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == report.COLUMNS
@@ -238,3 +238,17 @@ def test_cli_writes_the_files_and_prints_a_table(tmp_path):
                              capture_output=True, text=True, timeout=120)
     data = json.loads(as_json.stdout)
     assert [(r["student"], r["points"], r["max_points"]) for r in data["results"]] == [("kim", 4, 4), ("lee", 0, 4)]
+
+
+def test_dask_local_cluster_with_two_threads_per_worker_grades_the_same(graded):
+    """One worker process running two notebooks at once (threads, resource VM=2) agrees with local grading."""
+    from distributed import LocalCluster
+
+    grades, _, _, (subs, labs) = graded
+    with LocalCluster(n_workers=1, threads_per_worker=2, resources={"VM": 2}, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        on_dask = grade.grade(subs, labs, scheduler=cluster.scheduler_address, timeout=25)
+    strip = [(r.student, r.lab, [(e.number, e.passed, e.message) for e in r.exercises], r.problem)
+             for r in grades.results]
+    assert [(r.student, r.lab, [(e.number, e.passed, e.message) for e in r.exercises], r.problem)
+            for r in on_dask.results] == strip
