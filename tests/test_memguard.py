@@ -171,7 +171,7 @@ def test_vm_asking_for_more_than_the_host_has_is_refused(guest_artifacts):
     with pytest.raises(InvalidInput, match="전체 메모리"):
         vmkit.VM(memory=total + GiB, accel="tcg").start()
     # Within the host's total but more than is available now: refused by the guard at start.
-    memory = min(total, psutil.virtual_memory().available + 64 * MiB)
+    memory = min(total, psutil.virtual_memory().available + GiB)  # a margin: other tests free memory too
     vm = vmkit.VM(memory=memory, accel="tcg")
     with pytest.raises(InsufficientMemory) as info:
         vm.start()
@@ -213,7 +213,7 @@ def test_density_is_refused_up_front_with_how_many_fit(guest_artifacts):
 
 @pytest.mark.integration
 def test_compare_is_refused_before_anything_starts(docker_engine, guest_artifacts, monkeypatch):
-    monkeypatch.setenv(memguard.ENV, kib(psutil.virtual_memory().available - 64 * MiB))
+    monkeypatch.setenv(memguard.ENV, kib(psutil.virtual_memory().available + 256 * MiB))
     with pytest.raises(InsufficientMemory, match=r"비교\(compare\)") as info:
         compare.compare(trials=1, memory="128M", kinds=("container", "vm"))
     assert "가장 큰 것: 게스트 메모리(guest RAM) 128 MiB" in str(info.value)
@@ -223,7 +223,7 @@ def test_compare_is_refused_before_anything_starts(docker_engine, guest_artifact
 @pytest.mark.integration
 def test_reserve_from_the_environment_refuses_then_lets_a_small_vm_boot(guest_artifacts,
                                                                         monkeypatch):
-    monkeypatch.setenv(memguard.ENV, kib(psutil.virtual_memory().available - 64 * MiB))
+    monkeypatch.setenv(memguard.ENV, kib(psutil.virtual_memory().available + 256 * MiB))
     vm = vmkit.VM(memory="128M", accel="tcg")
     with pytest.raises(InsufficientMemory, match="시작하지 않았습니다"):
         vm.start()
