@@ -251,3 +251,61 @@ def test_dask_local_cluster_with_two_threads_per_worker_grades_the_same(graded):
              for r in grades.results]
     assert [(r.student, r.lab, [(e.number, e.passed, e.message) for e in r.exercises], r.problem)
             for r in on_dask.results] == strip
+
+
+
+def _run_of_student(student: str) -> str | None:
+    """The run id (VMKIT_RUN) of a QEMU whose kernel grades `student`, once one runs."""
+    import psutil
+
+    marker = f"VMKIT_STUDENT_ID={student}".encode()
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if (proc.info["name"] or "").startswith("qemu-system"):
+                with open(f"/proc/{proc.pid}/environ", "rb") as stream:
+                    env = stream.read().split(b"\0")
+                if marker in env:
+                    return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"VMKIT_RUN="))
+        except (OSError, psutil.Error, StopIteration):
+            pass
+    return None
+
+
+def test_sigterm_to_vmkit_grade_stops_the_running_notebook_and_its_workloads(tmp_path, docker_engine,
+                                                                             guest_artifacts):
+    import secrets
+    import signal
+    import time
+
+    from vmkit import engine, runs
+
+    student = f"sigterm-{secrets.token_hex(4)}"
+    teacher = instructor_lab()
+    nb = solved(teacher)
+    nb.cells.insert(2, new_code_cell('import time, vmkit\nbox = vmkit.Container(memory="64M")\nbox.start()\n'
+                                     'vm = vmkit.VM(memory="128M")\nvm.start()\ntime.sleep(300)'))
+    (tmp_path / "labs").mkdir()
+    nbformat.write(teacher, tmp_path / "labs" / LAB)
+    (tmp_path / "subs" / student).mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "subs" / student / LAB)
+    cli = subprocess.Popen([sys.executable, "-m", "vmkit", "grade", str(tmp_path / "subs"), "--labs",
+                            str(tmp_path / "labs"), "--out", str(tmp_path / "out" / "grades.csv"), "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = engine.client()
+    try:
+        deadline, run_id = time.monotonic() + 120, None
+        while time.monotonic() < deadline and not (run_id and runs.containers(client, run_id, running_only=True)):
+            assert cli.poll() is None, cli.communicate()[1]
+            run_id = _run_of_student(student)
+            time.sleep(0.2)
+        assert run_id and runs.qemus(run_id) and runs.containers(client, run_id)  # the notebook's VM and container
+        cli.send_signal(signal.SIGTERM)
+        _, stderr = cli.communicate(timeout=90)
+        assert cli.returncode == 128 + signal.SIGTERM, stderr
+        assert "중단했습니다 (SIGTERM)" in stderr
+        assert not runs.qemus(run_id) and not runs.containers(client, run_id)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        client.close()

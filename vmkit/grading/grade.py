@@ -89,15 +89,40 @@ def failure(job: Job, message: str) -> NotebookResult:
     return NotebookResult(job.student, job.lab, results(nb, plans, 0, message), problem=message)
 
 
+def _worker_started() -> None:
+    """In each local worker: SIGTERM/SIGHUP become an exception, so a notebook's cleanup runs."""
+    from .. import reaper
+
+    reaper.raise_on_termination()
+
+
 def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
-    """Grade on `workers` fresh local processes (spawned: no state shared with this one)."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    """Grade on `workers` fresh local processes (spawned: no state shared with this one).
+
+    If grading is interrupted (Ctrl-C, SIGTERM to `vmkit grade`), queued notebooks are
+    cancelled and each worker gets SIGTERM: its running notebook's kernel is shut down and
+    that notebook's VMs and containers are removed before the worker ends.
+    """
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_worker_started)
+    try:
         futures = {pool.submit(grade_notebook, job): job for job in jobs}
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as exc:
                 yield failure(futures[future], f"채점 작업자(worker)에서 오류가 났습니다: {type(exc).__name__}: {exc}")
+    except BaseException:
+        processes = list((pool._processes or {}).values())  # no public way to reach them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(60)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def dask(jobs: list[Job], scheduler: str, connect_timeout: float = 10.0) -> Iterator[NotebookResult]:
