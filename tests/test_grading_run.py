@@ -271,8 +271,10 @@ def _run_of_student(student: str) -> str | None:
     return None
 
 
-def test_sigterm_to_vmkit_grade_stops_the_running_notebook_and_its_workloads(tmp_path, docker_engine,
-                                                                             guest_artifacts):
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
+def test_killing_vmkit_grade_stops_the_running_notebook_and_its_workloads(tmp_path, docker_engine,
+                                                                          guest_artifacts, signum):
+    """SIGTERM: the grader SIGTERMs its workers. SIGKILL: the workers get SIGTERM as their parent dies."""
     import secrets
     import signal
     import time
@@ -299,13 +301,37 @@ def test_sigterm_to_vmkit_grade_stops_the_running_notebook_and_its_workloads(tmp
             run_id = _run_of_student(student)
             time.sleep(0.2)
         assert run_id and runs.qemus(run_id) and runs.containers(client, run_id)  # the notebook's VM and container
-        cli.send_signal(signal.SIGTERM)
+        cli.send_signal(getattr(signal, signum))
         _, stderr = cli.communicate(timeout=90)
-        assert cli.returncode == 128 + signal.SIGTERM, stderr
-        assert "중단했습니다 (SIGTERM)" in stderr
+        if signum == "SIGTERM":
+            assert cli.returncode == 128 + signal.SIGTERM, stderr
+            assert "중단했습니다 (SIGTERM)" in stderr
+        else:
+            assert cli.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 60  # SIGKILL: the orphaned worker cleans up on its own
+        while time.monotonic() < deadline and (runs.qemus(run_id) or runs.containers(client, run_id)):
+            time.sleep(0.2)
         assert not runs.qemus(run_id) and not runs.containers(client, run_id)
+        assert not _grading_workers(cli.pid)
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.wait()
         client.close()
+
+
+def _grading_workers(parent: int) -> list[int]:
+    """Worker processes a grader with pid `parent` spawned that are still alive (orphans included)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "multiprocessing" in cmd and "spawn_main" in cmd:
+            try:
+                env = open(f"/proc/{proc.pid}/environ", "rb").read()
+            except OSError:
+                continue
+            if proc.ppid() in (parent, 1) and b"VMKIT_RUN=" in env:
+                found.append(proc.pid)
+    return found

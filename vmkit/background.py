@@ -81,6 +81,11 @@ def _on_loop_thread() -> bool:
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
+def signal_on_parent_death(signum: int) -> None:
+    """Ask the kernel to send `signum` to this process when the thread that started it ends."""
+    _prctl(_PR_SET_PDEATHSIG, signum)
+
+
 def _die_with_parent() -> None:
     """preexec_fn: SIGKILL this child when the thread that spawned it ends."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

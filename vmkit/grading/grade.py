@@ -90,10 +90,28 @@ def failure(job: Job, message: str) -> NotebookResult:
 
 
 def _worker_started() -> None:
-    """In each local worker: SIGTERM/SIGHUP become an exception, so a notebook's cleanup runs."""
-    from .. import reaper
+    """In each local worker: SIGTERM/SIGHUP become an exception, so a notebook's cleanup runs;
+    and a grader that dies, even by SIGKILL, sends its workers SIGTERM."""
+    import signal
 
+    from .. import background, reaper
+
+    global _parent
+    _parent = os.getppid()
     reaper.raise_on_termination()
+    background.signal_on_parent_death(signal.SIGTERM)
+
+
+_parent: int | None = None
+
+
+def _grade_in_worker(job: Job) -> NotebookResult:
+    """`grade_notebook` in a local worker; a worker whose grader died ends once it has cleaned up."""
+    try:
+        return grade_notebook(job)
+    finally:
+        if _parent is not None and os.getppid() != _parent:
+            os._exit(1)  # orphaned: nobody will read the result or send another job
 
 
 def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
@@ -106,7 +124,7 @@ def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=_worker_started)
     try:
-        futures = {pool.submit(grade_notebook, job): job for job in jobs}
+        futures = {pool.submit(_grade_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
             try:
                 yield future.result()
