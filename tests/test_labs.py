@@ -41,3 +41,6 @@ def test_lab_has_three_or_more_tagged_exercises(lab):
         assert mine[2] == mine[1] + 1, f"exercise {n}: the check must follow its solution"
         assert "answer_" in solution.source, f"exercise {n}: the solution assigns answer_… variables"
         assert "assert" in check.source, f"exercise {n}: the check asserts"
+        for i, ts in enumerate(tags):
+            if f"exercise-{n}" in ts and "hidden" in ts:  # graded, never shown: not in the book either
+                assert {"check", "remove-cell"} <= ts and cells[i].cell_type == "code", (n, ts)
