@@ -523,19 +523,41 @@ def version_key(kernel: Package, busybox: Package, arch: "str | arches.Arch | No
 
 
 def load(root: Path) -> Artifacts | None:
-    """The artifacts in `root` if its manifest is there and every file matches it."""
+    """The artifacts in `root` if its manifest is there, names this set and every file matches it."""
+    return _load(root)[0]
+
+
+def _load(root: Path) -> tuple[Artifacts | None, str | None]:
+    """(artifacts, None), or (None, why not)."""
     try:
-        manifest = json.loads((root / MANIFEST).read_text())
+        text = (root / MANIFEST).read_text()
+    except FileNotFoundError:
+        return None, f"{MANIFEST}이(가) 없습니다"
+    except OSError as exc:
+        return None, f"{MANIFEST}을(를) 읽을 수 없습니다 ({exc.strerror or exc})"
+    try:
+        manifest = json.loads(text)
         artifacts = Artifacts(
             version=manifest["version"], root=root, kernel_release=manifest["kernel_release"],
             kernel_package=manifest["kernel_package"],
             busybox_version=manifest["busybox_version"], modules=tuple(manifest["modules"]),
             guest_key=manifest.get("guest_key", ""), arch=manifest.get("arch", arches.DEFAULT))
-        if artifacts.sizes() != manifest["sizes"]:
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return artifacts
+        expected = manifest["sizes"]
+        files = artifacts.files()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, f"{MANIFEST}이(가) 손상되었거나 형식이 다릅니다"
+    if artifacts.version != root.name:  # another set's manifest: its files are not these
+        return None, f"{MANIFEST}이(가) 다른 아티팩트 {artifacts.version}의 것입니다"
+    if not isinstance(expected, dict) or set(expected) != set(files):
+        return None, f"{MANIFEST}의 파일 목록(sizes)이 맞지 않습니다"
+    for name, path in files.items():
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None, f"{path.name} 파일이 없습니다"
+        if size != expected[name]:
+            return None, f"{path.name} 크기가 {MANIFEST}와 다릅니다 ({size} ≠ {expected[name]} 바이트)"
+    return artifacts, None
 
 
 def installed(arch: "str | arches.Arch | None" = None) -> list[Artifacts]:
@@ -577,12 +599,23 @@ class Status:
 
     artifacts: Artifacts | None
     unbuilt: Candidate | None = None
+    #: Why the candidate's set in the cache does not load (truncated file, wrong manifest).
+    damaged: str | None = None
+
+    def damage_note(self) -> str | None:
+        """Korean: the candidate's set is damaged and `vmkit fetch` rebuilds it (None if not)."""
+        if self.damaged is None or self.unbuilt is None:
+            return None
+        return (f"게스트 아티팩트(guest artifacts) {self.unbuilt.version}이(가) 손상되었습니다"
+                f"(corrupted): {self.damaged}. `vmkit fetch`로 다시 만드세요.")
 
     def update_note(self) -> str | None:
         """Korean: a different set can be built with `vmkit fetch` (None if nothing to say)."""
         a, c = self.artifacts, self.unbuilt
         if a is None or c is None:
             return None
+        if self.damaged is not None:
+            return f"{self.damage_note()} 그동안은 전에 만든 {a.version}을(를) 씁니다."
         return (f"apt에 새 패키지(package)가 있어 새 게스트 아티팩트(guest artifacts) {c.version}을(를) "
                 f"만들 수 있습니다: 커널(kernel) {c.kernel.spec}, BusyBox {c.busybox.version} "
                 f"(지금 쓰는 {a.version}: 커널 {a.kernel_package}, BusyBox {a.busybox_version}). "
@@ -601,8 +634,11 @@ def status(offline_ok: bool = True, arch: "str | arches.Arch | None" = None) -> 
         if not offline_ok:
             raise
         return Status(newest_built(arch))
-    built = load(cache_dir() / wanted.version)
-    return Status(built) if built else Status(newest_built(arch), wanted)
+    root = cache_dir() / wanted.version
+    built, why = _load(root)
+    if built:
+        return Status(built)
+    return Status(newest_built(arch), wanted, why if root.is_dir() else None)
 
 
 def current(offline_ok: bool = True, arch: "str | arches.Arch | None" = None) -> Artifacts | None:
@@ -613,9 +649,15 @@ def current(offline_ok: bool = True, arch: "str | arches.Arch | None" = None) ->
 def require(arch: "str | arches.Arch | None" = None) -> Artifacts:
     """The artifacts of `arch` to use now (see `status`), or a Korean error that says how to get them."""
     arch = arches.lookup(arch)
-    artifacts = current(arch=arch)
+    found = status(arch=arch)
+    artifacts = found.artifacts
     if artifacts is None:
         which = "" if arch.native else f"{arch.name}용 "
+        if found.damaged is not None:
+            raise MissingComponent(
+                f"{which}게스트 아티팩트(guest artifacts) {found.unbuilt.version}이(가) "
+                f"손상되었습니다(corrupted): {found.damaged}.",
+                "`vmkit fetch`로 다시 만드세요: 손상된 것을 지우고 새로 만듭니다 (`make setup`도 합니다).")
         raise MissingComponent(
             f"{which}게스트 아티팩트(guest artifacts: 커널, initramfs, 컨테이너 이미지)가 아직 없습니다.",
             "`vmkit fetch`로 만드세요 (`make setup`이 합니다).",

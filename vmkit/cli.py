@@ -153,6 +153,9 @@ def cmd_fetch(args) -> int:
 
     started = time.monotonic()
     names = [arches.lookup(args.arch).name] if args.arch else list(arches.ARCHES)
+    # A set in the cache that no longer loads (truncated file, wrong manifest): rebuilt below.
+    damaged = {name: why for name in names
+               if (why := artifacts.status(arch=name).damaged) is not None}
     sets = {name: artifacts.fetch(progress=not args.json and not args.quiet, force=args.force, arch=name)
             for name in names}
     native = next((arts for arts in sets.values() if arts.arch == arches.lookup().name), None)
@@ -168,11 +171,14 @@ def cmd_fetch(args) -> int:
                         "busybox_version": arts.busybox_version, "modules": list(arts.modules),
                         "sizes": arts.sizes()} for name, arts in sets.items()}
     result = {**described[native.arch if native else names[0]], "image": image,
-              "arches": described, "seconds": round(time.monotonic() - started, 3)}
+              "arches": described, "rebuilt": damaged, "seconds": round(time.monotonic() - started, 3)}
     if args.json:
         emit_json(result)
     elif not args.quiet:
         for name, arts in sets.items():
+            if name in damaged:
+                print(f"손상된(corrupted) 게스트 아티팩트(guest artifacts) {name} {arts.version}을(를) "
+                      f"다시 만들었습니다 (이유: {damaged[name]}).")
             print(f"게스트 아티팩트(guest artifacts) {name} {arts.version}: {arts.root}")
             for part, size in arts.sizes().items():
                 print(f"  {part:8s} {size / 2**20:7.1f} MiB")

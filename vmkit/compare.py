@@ -95,10 +95,16 @@ class WorkloadFactory:
 
 
 def measure(workload: Workload, kind: str, trial: int, timeout: float = 60.0) -> dict[str, Any]:
-    """Start one workload, record its phases and usage at ready, stop it; one record."""
+    """Start one workload, record its phases and usage at ready, stop it; one record.
+
+    A workload gone before it was measured (QEMU died, a container's engine stopped under
+    it) fails the trial with the reason, rather than landing as a record of empty figures.
+    """
     try:
         trace = workload.start(timeout=timeout)
         usage = workload.usage()
+        if not workload.running:
+            raise _gone(workload)
     finally:
         workload.stop()
     record: dict[str, Any] = {"kind": kind, "trial": trial, "accel": trace.accel,
@@ -108,6 +114,14 @@ def measure(workload: Workload, kind: str, trial: int, timeout: float = 60.0) ->
     for name in USAGE_FIELDS:
         record[f"usage.{name}"] = getattr(usage, name, None)
     return record
+
+
+def _gone(workload: Workload) -> VmkitError:
+    """Why a workload that was ready is no longer running (the Korean error it would raise)."""
+    for explain in ("_ended_error", "_died_error"):  # Container's, VM's
+        if callable(getattr(workload, explain, None)):
+            return getattr(workload, explain)()
+    return VmkitError(f"{workload.kind} '{workload.name}'이(가) 측정(measure) 전에 끝났습니다.")
 
 
 @dataclass

@@ -227,7 +227,8 @@ class Container(Workload):
         )
         trace.origin = time.monotonic()
         try:
-            created = api.create_container(
+            created = _call(  # the engine may have gone since the last call (mid-comparison)
+                api.create_container,
                 self.image, command=self.command, name=self.name, labels=cleanup.labels("container"),
                 host_config=host_config, network_disabled=self.network_disabled, stop_signal="SIGTERM",
                 stop_timeout=max(1, math.ceil(self.stop_timeout)))

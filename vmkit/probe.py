@@ -174,7 +174,8 @@ def doctor(refresh: bool = False) -> dict:
     else:
         report["guest"] = {"ready": False, "version": None, "kernel": None, "initrd": None,
                            "image": None, "image_present": False,
-                           "reason": "게스트 아티팩트(guest artifacts)가 없습니다: `vmkit fetch`로 만드세요."}
+                           "reason": arts_status.damage_note() or
+                           "게스트 아티팩트(guest artifacts)가 없습니다: `vmkit fetch`로 만드세요."}
     report["guest"]["update"] = None if note is None else {
         "version": unbuilt.version, "kernel_package": unbuilt.kernel.spec,
         "busybox_version": unbuilt.busybox.version, "reason": note}

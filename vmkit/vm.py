@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import errno
 import hashlib
 import itertools
 import json
@@ -778,6 +779,8 @@ class VM(Workload):
             self._write_snapshot(qmp_session, path, header, timeout)
             saved = True
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise self._no_space_error(path) from None
             raise WorkloadError(f"스냅샷 파일(snapshot file) '{path}'을(를) 쓸 수 없습니다: "
                                 f"{exc.strerror or exc}",
                                 "쓸 수 있는 디렉터리(directory)와 남은 디스크 공간을 확인하세요.") from None
@@ -800,16 +803,27 @@ class VM(Workload):
             self.qmp("migrate-set-parameters", max_bandwidth=1 << 40)
             self.qmp("migrate", uri=f"fd:{fdname}")
             self._wait_migration(timeout)
-        except BaseException:
+        except BaseException as exc:
+            full = isinstance(exc, Exception) and _out_of_space(partial, exc)  # before unlinking
             try:
                 self.qmp("migrate_cancel")
             except WorkloadError:
                 pass
             partial.unlink(missing_ok=True)
+            if full:
+                raise self._no_space_error(path) from exc
             raise
         finally:
             os.close(fd)
         os.replace(partial, path)
+
+    def _no_space_error(self, path: Path) -> WorkloadError:
+        return WorkloadError(
+            f"스냅샷 파일(snapshot file) '{path}'을(를) 저장하지 못했습니다: 디스크 공간(disk space)이 "
+            "부족합니다 (No space left on device). 쓰다 만 파일(partial file)은 지웠고 VM은 그대로입니다.",
+            f"'{path.parent}'에 공간을 마련하거나 공간이 넉넉한 다른 디렉터리(directory)에 저장하세요. "
+            f"스냅샷에는 대략 게스트가 쓰는 메모리만큼(이 VM은 최대 {format_bytes(self.memory_bytes)}) "
+            "공간이 필요합니다.")
 
     def _wait_migration(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -922,6 +936,29 @@ def kvm_status() -> tuple[bool, str]:
     except (ImportError, AttributeError):
         return False, "KVM 검사(probe)를 할 수 없어 KVM이 동작하는지 확인하지 못했습니다."
     return status()
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _out_of_space(partial: Path, exc: Exception) -> bool:
+    """Whether writing `partial` failed for want of disk space (checked while it still exists).
+
+    An OSError says so by its errno. QEMU's migration reports its write error as text
+    ("Unable to write to file: No space left on device"); failing that, a file system left
+    with under 1 MiB free tells the same.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_SPACE
+    if not isinstance(exc, WorkloadError):
+        return False
+    if any(os.strerror(code) in str(exc) for code in _NO_SPACE):
+        return True
+    try:
+        found = os.statvfs(partial.parent)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize < MiB
 
 
 def read_snapshot_stamp(path: str | os.PathLike) -> dict[str, Any]:
