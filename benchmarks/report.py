@@ -4,7 +4,8 @@ Runs, in one go on this host:
 - vmkit VM boot vs a plain `qemu-system-x86_64` command (bench_vm), with the QMP round
   trip, QEMU's RSS against guest RAM, and snapshot save/restore;
 - vmkit container start vs `docker run --rm` (bench_container);
-- density: N concurrent 128 MiB VMs and M concurrent 64 MiB containers.
+- density: N concurrent 128 MiB VMs and M concurrent 64 MiB containers;
+- with `--soak N` (off by default): N start/stop cycles of each kind, nothing piling up (soak).
 Prints one Korean table of medians and ratios and writes everything to a JSON file.
 
     python benchmarks/report.py --trials 10 --json bench-results.json
@@ -20,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_container, bench_grading, bench_vm  # noqa: E402
+from benchmarks import bench_container, bench_grading, bench_vm, soak  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit import compare  # noqa: E402
 from vmkit.units import pad  # noqa: E402
@@ -34,7 +35,7 @@ ANCHORS = {
 }
 
 
-def run(trials: int, vms: int, containers: int, grading: int = 4, say=say) -> dict:
+def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_cycles: int = 0) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -47,8 +48,12 @@ def run(trials: int, vms: int, containers: int, grading: int = 4, say=say) -> di
     if grading:
         say(f"== 채점(grading): lab 01 제출물 {grading}개, 워커 1개와 2개 ==")
         grades = bench_grading.run(grading, progress=say)
-    return {"vm": vm, "container": container, "density": density, "grading": grades, "anchors": ANCHORS,
-            "seconds": round(time.monotonic() - started, 1)}
+    soaked = None
+    if soak_cycles:
+        say(f"== 소크(soak): 종류마다 시작·중지 {soak_cycles}번 ==")
+        soaked = soak.run(soak_cycles, progress=say)
+    return {"vm": vm, "container": container, "density": density, "grading": grades, "soak": soaked,
+            "anchors": ANCHORS, "seconds": round(time.monotonic() - started, 1)}
 
 
 def table(result: dict) -> str:
@@ -81,6 +86,8 @@ def table(result: dict) -> str:
                      f"전체 {d['total_pss_bytes'] / MiB:.0f} MiB, 마지막 준비 {d['last_ready_s'] or 0:.1f} s"))
     if result.get("grading"):
         rows += bench_grading.rows(result["grading"])
+    if result.get("soak"):
+        rows += soak.rows(result["soak"])
     return "\n".join(f"{pad(name, 40)}{pad(value, 22, right=True)}   {note}" for name, value, note in rows)
 
 
@@ -90,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vms", type=int, default=16, help="밀도: 동시에 띄울 VM 수")
     parser.add_argument("--containers", type=int, default=200, help="밀도: 동시에 띄울 컨테이너 수")
     parser.add_argument("--grading", type=int, default=4, help="채점: lab 01 제출물 수 (0이면 건너뜀)")
+    parser.add_argument("--soak", type=int, default=0, metavar="N",
+                        help="소크(soak): 종류마다 시작·중지 N번 (기본 0: 건너뜀)")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
-    return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say), table, args.json)
+    return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say,
+                              soak_cycles=args.soak), table, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())
