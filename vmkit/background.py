@@ -56,8 +56,13 @@ def run(coro: Awaitable[T], timeout: float | None = None) -> T:
         raise
 
 
-def call(fn: Callable[..., T], *args: Any) -> T:
-    """Call a plain function on the loop thread and wait for it."""
+def call(fn: Callable[..., T], *args: Any,
+         abandoned: Callable[[T], None] | None = None) -> T:
+    """Call a plain function on the loop thread and wait for it.
+
+    If the wait is cut short (Jupyter's interrupt raises KeyboardInterrupt in it), `fn`
+    still runs on the loop thread; `abandoned` then gets its result, which nobody else will.
+    """
     if _on_loop_thread():
         return fn(*args)
     result: Future = Future()
@@ -69,7 +74,16 @@ def call(fn: Callable[..., T], *args: Any) -> T:
             result.set_exception(exc)
 
     loop().call_soon_threadsafe(invoke)
-    return result.result()
+    try:
+        return result.result()
+    except BaseException:
+        if abandoned is not None:
+            def hand_over(done: Future) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    abandoned(done.result())
+
+            result.add_done_callback(hand_over)  # at once if it is done already
+        raise
 
 
 def _on_loop_thread() -> bool:
@@ -92,6 +106,18 @@ def _die_with_parent() -> None:
 
 
 def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start a child from the loop thread, tied to this process's life, in its own session."""
+    """Start a child from the loop thread, tied to this process's life, in its own session.
+
+    A caller interrupted while waiting never learns of the child: it is killed, not left running.
+    """
     return call(lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent,
-                                         start_new_session=True, **kwargs))
+                                         start_new_session=True, **kwargs), abandoned=_kill)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """End a child nobody tracks, and release its pipes."""
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

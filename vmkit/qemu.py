@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from . import arches
@@ -47,13 +46,26 @@ def qemu_binary(arch: "str | arches.Arch | None" = None) -> str:
     return path
 
 
-@lru_cache(maxsize=8)
+_versions: dict[str, str] = {}
+
+
 def qemu_version(binary: str) -> str:
-    """'7.2.22' from `qemu-system-x86_64 --version`."""
+    """'7.2.22' from `qemu-system-x86_64 --version` (remembered once it answered).
+
+    It runs in a session of its own: Jupyter's interrupt (SIGINT to the kernel's process
+    group) must not kill it under a widget's background thread, and an answer that did not
+    come ("unknown") is not remembered, or the probe's cache key and the snapshot stamps
+    of this process would carry it.
+    """
+    if binary in _versions:
+        return _versions[binary]
     out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                         check=False).stdout
+                         check=False, start_new_session=True).stdout
     match = re.search(r"version (\S+)", out)
-    return match.group(1) if match else "unknown"
+    if not match:
+        return "unknown"
+    _versions[binary] = match.group(1)
+    return match.group(1)
 
 
 def option_value(value: object) -> str:

@@ -7,26 +7,64 @@ shutdown's polite request went unanswered. `install()` puts a handler in front (
 main thread, once) that stops every live workload, then lets the signal do what it did
 before: the previous Python handler runs, or the default action ends the process.
 SIGKILL cannot be caught: there PR_SET_PDEATHSIG ends QEMU, and the sweep finds the
-labelled containers of the dead process.
+labelled containers of the dead process. The same `stop_all` runs at exit (atexit), when a
+kernel shuts down or restarts while a panel's job is still starting workloads.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
 import threading
+import time
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _previous: dict[int, object] = {}
 
 
-def stop_all() -> None:
-    """Stop every VM and container this process runs (modules not yet imported ran none)."""
+#: How long the end of the process waits for starts under way and panel jobs to wind down.
+EXIT_WAIT = 10.0
+
+
+def _stop_live() -> None:
     for name in ("vmkit.vm", "vmkit.container"):
         module = sys.modules.get(name)
         if module is not None:
             module._stop_all()
+
+
+def stop_all(wait: float = EXIT_WAIT) -> None:
+    """The process is ending: stop every VM and container it runs, and start no new one.
+
+    Runs at exit (atexit) and on SIGTERM/SIGHUP. Other threads may be starting workloads
+    right now (a widget's background job in a kernel that is shutting down): no new start
+    may begin, one under way is stopped as soon as it shows up among the running ones, and
+    both these starts and the panels' jobs are waited for (`wait` seconds at most in all),
+    so that their own clean-up (`finally`: the comparison's snapshot file) runs before the
+    interpreter freezes their threads. Modules not yet imported ran nothing.
+    """
+    workload = sys.modules.get("vmkit.workload")
+    if workload is None:
+        return
+    workload.refuse_starts()
+    panels = sys.modules.get("vmkit.widgets.base")
+    if panels is not None:
+        panels.stop_jobs()
+    deadline = time.monotonic() + wait
+    while True:
+        _stop_live()
+        remaining = deadline - time.monotonic()
+        if not workload.starts_in_flight() or remaining <= 0:
+            break
+        workload.wait_for_starts(min(remaining, 0.05))
+    if panels is not None:
+        panels.wait_jobs(max(0.0, deadline - time.monotonic()))
+    _stop_live()
+
+
+atexit.register(stop_all)
 
 
 def install() -> bool:

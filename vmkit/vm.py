@@ -351,7 +351,8 @@ class VM(Workload):
                     self._agent_eof = True
                     self._agent_cond.notify_all()
                 for thread in self._threads:
-                    if thread is not threading.current_thread():
+                    # Not started: an interrupt (KeyboardInterrupt) landed in the loop starting them.
+                    if thread is not threading.current_thread() and thread.ident is not None:
                         thread.join(2)
                 for stream in (proc.stdin, proc.stdout, proc.stderr):
                     try:
@@ -1051,7 +1052,10 @@ def _owner_alive(path: Path) -> bool:
         except OSError:
             return False
     try:
-        return abs(psutil.Process(owner["pid"]).create_time() - owner["pid_start"]) < 1.0
+        proc = psutil.Process(owner["pid"])
+        # A zombie has ended (SIGKILLed, its parent not yet told): its VMs are gone.
+        return abs(proc.create_time() - owner["pid_start"]) < 1.0 and \
+            proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, KeyError, TypeError):
         return False
 

@@ -127,6 +127,31 @@ def guest_view(trace: Trace, usage: Usage, kernel: str) -> dict[str, Any]:
     return guest
 
 
+#: Starts under way in this process (on any thread), and whether the process is ending.
+_starts = threading.Condition()
+_in_flight = 0
+_ending = False
+
+
+def refuse_starts() -> None:
+    """The process is ending: every `start()` from now on fails (see `reaper.stop_all`)."""
+    global _ending
+    with _starts:
+        _ending = True
+
+
+def starts_in_flight() -> int:
+    """How many `start()` calls are under way right now."""
+    return _in_flight
+
+
+def wait_for_starts(timeout: float) -> None:
+    """Wait at most `timeout` seconds for a start under way to end (returns early if none is)."""
+    with _starts:
+        if _in_flight:
+            _starts.wait(timeout)
+
+
 class Workload(abc.ABC):
     """One VM or one container: start, look inside, measure, stop.
 
@@ -147,16 +172,34 @@ class Workload(abc.ABC):
 
     # -- lifecycle
     def start(self, timeout: float = 60.0, on_phase: Callable[[str, float], None] | None = None) -> Trace:
-        """Start and block until ready; on any failure everything started is stopped."""
+        """Start and block until ready; on any failure everything started is stopped.
+
+        Refused once the process is ending (`refuse_starts`): a panel's background job
+        must not start a workload after the exit's clean-up has stopped the running ones.
+        """
+        global _in_flight
         from . import reaper
 
         reaper.install()  # a SIGTERM to this process stops its workloads first
-        self.trace = Trace(kind=self.kind, on_phase=on_phase)
+        with _starts:
+            if _ending:
+                from .errors import WorkloadError
+
+                raise WorkloadError(
+                    "이 파이썬 프로세스(커널)가 끝나는 중이라 새 VM이나 컨테이너를 시작하지 않습니다.",
+                    "커널(kernel)을 다시 시작한 뒤 실행하세요.")
+            _in_flight += 1
         try:
-            self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
+            self.trace = Trace(kind=self.kind, on_phase=on_phase)
+            try:
+                self._start(timeout)
+            except BaseException:
+                self.stop()
+                raise
+        finally:
+            with _starts:
+                _in_flight -= 1
+                _starts.notify_all()
         return self.trace
 
     @abc.abstractmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import threading
+import time
 import traceback
 import weakref
 from typing import Iterable
@@ -63,20 +64,36 @@ def table_html(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     return f"<table style='{TABLE_STYLE}'>" + (f"<tr>{head}</tr>" if head else "") + body + "</table>"
 
 
+#: The longest a wait for a job blocks without looking for a pending interrupt (seconds).
+WAIT_SLICE = 0.1
+#: Every job object, so that the end of the process can stop the running ones and wait for them.
+_jobs: "weakref.WeakSet[Background]" = weakref.WeakSet()
+
+
 class Background:
-    """One background job at a time, with a stop event and error reporting to a widget."""
+    """One background job at a time, with a stop event and error reporting to a widget.
+
+    Whether the job still runs is an Event of its own, set once `done()` returned, not the
+    thread's `is_alive()`: before Python 3.13 a KeyboardInterrupt landing in `Thread.join`
+    (Jupyter's interrupt of a cell waiting in `wait()`) marks a thread that still runs as
+    stopped, and the panel would then take its running job for finished.
+    """
 
     def __init__(self, status: W.HTML):
         self.status = status
         self.thread: threading.Thread | None = None
         self.stop_event = threading.Event()
+        self._finished = threading.Event()
+        self._finished.set()
+        _jobs.add(self)
 
     @property
     def busy(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return not self._finished.is_set()
 
     def run(self, job, done) -> None:
         self.stop_event.clear()
+        finished = self._finished = threading.Event()
 
         def body() -> None:
             try:
@@ -86,15 +103,45 @@ class Background:
                 if not isinstance(exc, VmkitError):
                     traceback.print_exc()
             finally:
-                done()
+                try:
+                    done()
+                finally:
+                    finished.set()
 
         self.thread = threading.Thread(target=body, name="vmkit-widget", daemon=True)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:
+            finished.set()
+            raise
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the running job ends (for tests and nbval)."""
-        if self.thread:
-            self.thread.join(timeout)
+        """Block until the running job ends (for tests and nbval); Jupyter's interrupt ends the wait.
+
+        It waits in short slices: the interrupt's SIGINT may be taken by another thread
+        (one that just spawned a process and restored its signal mask, as the job does),
+        and then Python raises KeyboardInterrupt only once the main thread runs again.
+        """
+        finished = self._finished
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+            if finished.wait(max(left, 0.0)) or (deadline is not None and time.monotonic() >= deadline):
+                return
+
+
+def stop_jobs() -> None:
+    """Ask every panel's running job to stop (the process is ending)."""
+    for job in list(_jobs):
+        job.stop_event.set()
+
+
+def wait_jobs(timeout: float) -> bool:
+    """Wait, `timeout` seconds at most in all, for every running job to end; True if all did."""
+    deadline = time.monotonic() + timeout
+    for job in list(_jobs):
+        job.wait(max(0.0, deadline - time.monotonic()))
+    return not any(job.busy for job in list(_jobs))
 
 
 _live_panels: "weakref.WeakValueDictionary[tuple, Panel]" = weakref.WeakValueDictionary()
@@ -113,6 +160,9 @@ class Panel(W.VBox):
             raise InvalidInput(f"패널 키(key)는 문자열(str)이어야 합니다 (받은 값: {key!r}).",
                                "예: key='lab01' (같은 키의 이전 패널은 닫힙니다)")
         super().__init__(list(children), **kwargs)
+        from .. import reaper
+
+        reaper.install()  # its jobs start workloads off the main thread: SIGTERM must still stop them
         self._panel_key = (type(self).__name__, key)
         previous = _live_panels.get(self._panel_key)
         if previous is not None and previous is not self:
