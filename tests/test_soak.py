@@ -44,7 +44,8 @@ def test_every_cycle_started_answered_and_stopped(soaked):
 def test_nothing_piles_up_in_ten_cycles(soaked, kind):
     result = soaked["kinds"][kind]
     base, last = result["samples"]["0"], result["samples"][str(CYCLES)]
-    bounds = soak.BOUNDS
+    bounds = result["bounds"]
+    assert bounds == {**soak.BOUNDS, **soak.KIND_BOUNDS.get(kind, {})}
     over = {key: (base[key], last[key], bounds[key]) for key in bounds
             if last[key] - base[key] > bounds[key]}
     assert not over, f"{kind}: (cycle 0, cycle {CYCLES}, bound) {over}\n{soak.table(soaked)}"

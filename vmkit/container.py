@@ -860,27 +860,9 @@ def _engine_client():
     import docker
 
     client = docker.DockerClient(base_url=endpoint.url, timeout=60, version="auto")
-    _one_pool(client.api)
     with _clients_lock:
         _clients[key] = (client, endpoint.url)
     return client, endpoint.url
-
-
-def _one_pool(api) -> None:
-    """One connection pool for the engine's unix socket instead of one per request URL.
-
-    docker-py keys its unix-socket pools by the whole URL, and most URLs name one container
-    or exec: every request opened a new connection and left it idle in a pool of its own,
-    never reused, until 25 pools later (about 6 sockets per container start, ~25 per process;
-    benchmarks/soak.py). One pool reuses keep-alive connections like the docker CLI does.
-    """
-    from docker.transport.unixconn import UnixHTTPAdapter
-
-    adapter = api.adapters.get("http+docker://")
-    if isinstance(adapter, UnixHTTPAdapter):
-        per_url = adapter.get_connection
-        adapter.get_connection = lambda url, proxies=None: per_url("http+docker://localhost", proxies)
-        adapter.pools.clear()  # the one made for `version="auto"`'s request
 
 
 def _forget_clients() -> None:
