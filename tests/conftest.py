@@ -34,6 +34,17 @@ def run_containers() -> list[str]:
         client.close()
 
 
+def daemons_of(state) -> list[int]:
+    """Live dockerd/containerd processes whose command line names `state` (an engine's dir)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(state) in cmdline and \
+                (proc.info["name"] or "").startswith(("dockerd", "containerd")):
+            found.append(proc.pid)
+    return found
+
+
 def session_containers() -> list[str]:
     """Ids of containers this test process created (by vmkit's session label)."""
     from vmkit import cleanup

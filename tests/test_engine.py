@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import docker
-import psutil
 import pytest
 
+from conftest import daemons_of
 from vmkit import cleanup, engine
 from vmkit.container import Container
 from vmkit.errors import EngineError, WorkloadError
@@ -59,17 +59,6 @@ while not (box / "go").exists():
 def remove(path: Path) -> None:
     """rm -rf, staying on this file system (by absolute path: a test may have emptied PATH)."""
     subprocess.run(["/bin/rm", "-rf", "--one-file-system", str(path)], check=False)
-
-
-def daemons_of(state: Path) -> list[int]:
-    """Live dockerd/containerd processes whose command line names `state`."""
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(state) in cmdline and \
-                (proc.info["name"] or "").startswith(("dockerd", "containerd")):
-            found.append(proc.pid)
-    return found
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -26,7 +26,7 @@ import docker
 import psutil
 import pytest
 
-from conftest import RUN_ID
+from conftest import RUN_ID, daemons_of
 from vmkit import artifacts, engine, paths, probe, runs
 from vmkit.compare import compare
 from vmkit.errors import MissingComponent, WorkloadError
@@ -52,17 +52,6 @@ def mounts_under(path: Path) -> list[str]:
             point = line.split()[4]
             if point == str(path) or point.startswith(f"{path}/"):
                 found.append(point)
-    return found
-
-
-def daemons_of(state: Path) -> list[int]:
-    """Live dockerd/containerd processes whose command line names `state`."""
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(state) in cmdline and \
-                (proc.info["name"] or "").startswith(("dockerd", "containerd")):
-            found.append(proc.pid)
     return found
 
 

@@ -28,7 +28,7 @@ def cmd_grade(args) -> int:
 
     grade.check_executor(args.workers, args.scheduler)
     check_output_file(args.out, "성적표 파일(--out)")
-    jobs, _ = grade.collect(args.submissions_dir, args.labs, args.timeout)  # bad input fails here, early
+    jobs, notes = grade.collect(args.submissions_dir, args.labs, args.timeout)  # bad input fails here, early
     where = f"Dask 클러스터 {args.scheduler}" if args.scheduler else \
         f"로컬 워커(worker) {args.workers or grade.safe_workers()}개"
     if not args.json:
@@ -40,8 +40,8 @@ def cmd_grade(args) -> int:
         bar.update()
 
     try:
-        grades = grade.grade(args.submissions_dir, args.labs, workers=args.workers,
-                             scheduler=args.scheduler, timeout=args.timeout, on_result=progress)
+        grades = grade.grade_jobs(jobs, notes, workers=args.workers, scheduler=args.scheduler,
+                                  on_result=progress)
     finally:
         bar.close()
     paths = report.write_all(grades, args.out)

@@ -181,6 +181,13 @@ def grade(submissions_dir: str | Path, labs_dir: str | Path = "labs", *, workers
     """Grade every submission; `scheduler` (tcp://HOST:PORT) uses Dask, else `workers` processes."""
     check_executor(workers, scheduler)
     jobs, notes = collect(submissions_dir, labs_dir, timeout)
+    return grade_jobs(jobs, notes, workers=workers, scheduler=scheduler, on_result=on_result)
+
+
+def grade_jobs(jobs: list[Job], notes: list[str] | None = None, *, workers: int | None = None,
+               scheduler: str | None = None,
+               on_result: Callable[[NotebookResult], None] | None = None) -> Grades:
+    """Grade jobs from `collect` (the executor checked with `check_executor`)."""
     stream = dask(jobs, scheduler) if scheduler else local(jobs, workers or safe_workers())
     found = []
     for result in stream:
@@ -188,7 +195,7 @@ def grade(submissions_dir: str | Path, labs_dir: str | Path = "labs", *, workers
         if on_result:
             on_result(result)
     found.sort(key=lambda r: (r.student, r.lab))
-    return Grades(found, notes)
+    return Grades(found, list(notes or []))
 
 
 def check_executor(workers: int | None, scheduler: str | None) -> None:

@@ -195,23 +195,26 @@ def worker_name() -> str:
         return os.uname().nodename
 
 
+def _not_run(result: NotebookResult, instructor, problem: str, message: str) -> NotebookResult:
+    """`result` for a submission that could not run: every exercise failed with `message`."""
+    _, plans = prepare(instructor, instructor, result.lab)
+    result.problem, result.exercises = problem, _failed_all(plans, message)
+    return result
+
+
 def grade_notebook(job: Job) -> NotebookResult:
     """Grade one submission (see the module docstring); never raises for a student's mistake."""
     started = time.monotonic()
     instructor = nbformat.reads(job.instructor, as_version=4)
-    _, plans = prepare(instructor, instructor, job.lab)
     result = NotebookResult(job.student, job.lab, [], worker=worker_name())
     if job.submission is None:
-        result.exercises = _failed_all(plans, "제출하지 않았습니다.")
-        result.problem = "제출물이 없습니다."
-        return result
+        return _not_run(result, instructor, "제출물이 없습니다.", "제출하지 않았습니다.")
     try:
         submission = nbformat.reads(job.submission, as_version=4)
         nb, plans = prepare(submission, instructor, job.lab)
     except Exception as exc:  # not JSON, not a notebook
-        result.problem = _short(f"노트북 파일을 읽을 수 없습니다: {exc}")
-        result.exercises = _failed_all(plans, result.problem)
-        return result
+        problem = _short(f"노트북 파일을 읽을 수 없습니다: {exc}")
+        return _not_run(result, instructor, problem, problem)
     run_id = result.run_id = f"grade-{secrets.token_hex(6)}"
     with tempfile.TemporaryDirectory(prefix="vmkit-grade-") as workdir:
         env = {**os.environ, runs.VARIABLE: run_id, variant.VARIABLE: job.student, "TMPDIR": workdir}
