@@ -354,9 +354,10 @@ def ensure_image(docker_client, artifacts) -> str:
         return artifacts.image
     except docker.errors.ImageNotFound:
         pass
-    repository, tag = artifacts.image.split(":")
+    # The tag goes inside `repository`: Docker accepts "repo:tag" there, and Podman 4.3's
+    # compatible API ignores a separate tag (it would name the image ":latest").
     docker_client.api.import_image(
-        src=str(artifacts.rootfs), repository=repository, tag=tag,
+        src=str(artifacts.rootfs), repository=artifacts.image,
         changes=['CMD ["/vmkit/agent", "container"]',
                  f"LABEL org.vmkit.artifacts={artifacts.version}"],
     )
