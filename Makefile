@@ -35,7 +35,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[book,test,grade]'
+	$(BIN)/python -m pip install -q -e '.[book,test,grade,hub]'
 	@touch $(STAMP)
 
 artifacts: venv
