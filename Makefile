@@ -7,9 +7,11 @@ BIN         := $(VENV)/bin
 VMKIT       := $(BIN)/vmkit
 STAMP       := $(VENV)/.installed
 # Debian packages the project needs: QEMU, the Docker Engine, BusyBox, a Korean font,
-# apt-get download / dpkg-deb for the guest kernel, Chromium for the browser tests.
+# apt-get download / dpkg-deb for the guest kernel, Chromium for the browser tests, and
+# rootless Podman (each student's own engine in class mode, and the tests against it).
 SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-static fonts-nanum \
-                   ca-certificates chromium chromium-driver python3-venv nodejs poppler-utils
+                   ca-certificates chromium chromium-driver python3-venv nodejs poppler-utils \
+                   podman uidmap slirp4netns fuse-overlayfs catatonit
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench assign grade clean
