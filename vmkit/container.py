@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import select
-import signal
 import socket
 import struct
 import threading
@@ -42,8 +41,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import cleanup, memguard
+from . import cleanup, container_limits, engine_kinds, memguard
 from . import engine as engine_mod
+from . import mode as mode_mod
+from .container_host import Cgroup, belongs, int_or_none, kill_tree, namespace_processes, parse_status
 from .errors import EngineError, InvalidInput, VmkitError, WorkloadError, WorkloadTimeout
 from .units import check_callback, check_seconds, check_strings, format_bytes, parse_memory
 from .workload import CONSOLE_LINE_MAX, Trace, Usage, Workload, parse_meminfo, process_usage
@@ -99,7 +100,10 @@ class ContainerUsage(Usage):
     """`Usage` plus what only a container has.
 
     cpu_*_s come from the container's cgroup (every process it ever ran, execs included);
-    shim_*: the containerd shim that babysits the container, a host cost outside its cgroup.
+    shim_*: the process that babysits the container (containerd's shim, Podman's conmon), a
+    host cost outside its cgroup. limits_enforced: which limits really apply (see
+    `container_limits`); a limit that does not is None here, and mem_bytes is then the RSS
+    of the container's processes (an engine without a cgroup per container has no figure).
     """
 
     state: str | None = None
@@ -108,6 +112,7 @@ class ContainerUsage(Usage):
     cpus: float | None = None
     shim_rss_bytes: int = 0
     shim_pss_bytes: int = 0
+    limits_enforced: dict[str, bool] | None = None
 
 
 class Container(Workload):
@@ -155,6 +160,11 @@ class Container(Workload):
         self.last_rc: int | None = None
         self.last_stop: dict[str, Any] = {}
         self.exit: dict[str, Any] | None = None  # how it ended, if it ended on its own
+        #: The engine it runs on (`engine_kinds.EngineInfo`), known once start() reached it.
+        self.engine: engine_kinds.EngineInfo | None = None
+        #: Which limits really apply ({"memory", "cpus", "pids": bool}), known once it is ready.
+        self.limits_enforced: dict[str, bool] | None = None
+        self._host_config: dict[str, Any] = {}
         self._client = None
         self._url: str | None = None
         self._watcher: _Watcher | None = None
@@ -170,8 +180,9 @@ class Container(Workload):
         self._stopping = False
         self._engine_lost = False
         self._ooms = 0
+        self._killed = False
         self._kill_signal: int | None = None
-        self._cgroup: _Cgroup | None = None
+        self._cgroup: Cgroup | None = None
         self._stop_lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -212,6 +223,7 @@ class Container(Workload):
         self._reset()
         # Preflight: the engine, leftovers of dead sessions, the image, the event stream.
         self._client, self._url = _engine_client()
+        self.engine = _call(engine_kinds.describe, self._client, self._url)
         api = self._client.api
         _call(cleanup.sweep, self._client, self._url)
         self.image = self._resolve_image()
@@ -268,6 +280,7 @@ class Container(Workload):
         self._inspect_host_side()
         trace.guest.update(self._guest_info(max(deadline - time.monotonic(), 5.0)))
         trace.mark("agent")
+        self.limits_enforced = container_limits.enforced(self._host_config, trace.guest)
 
     def _reset(self) -> None:
         self._output_eof = self._stopping = self._engine_lost = False
@@ -275,6 +288,7 @@ class Container(Workload):
         self._line.clear()
         self._recent = b""
         self._ooms = 0
+        self._killed = False
         self._kill_signal = None
         self.exit = None
         self.last_stop = {}
@@ -474,16 +488,16 @@ class Container(Workload):
         """One engine event for this container (called on the watcher's thread)."""
         action = event.get("Action") or event.get("status") or ""
         base = action.split(":", 1)[0].strip()
+        if self.engine is not None:  # Podman's names for some events differ from Docker's
+            base = self.engine.action(base)
         attrs = (event.get("Actor") or {}).get("Attributes") or {}
         data = {key: value for key, value in attrs.items()
                 if not key.startswith("org.vmkit.") and key not in ("image", "name")}
         if base == "oom":
             self._ooms += 1
-        elif base == "kill":
-            try:
-                self._kill_signal = int(attrs.get("signal", 0))
-            except ValueError:
-                self._kill_signal = None
+        elif base == "kill":  # Podman's kill event names no signal
+            self._killed = True
+            self._kill_signal = int_or_none(attrs.get("signal"))
         elif base == "pause":
             if self._state == "running":
                 self._state = "paused"
@@ -505,7 +519,9 @@ class Container(Workload):
         data["expected"] = self._stopping
         if self._stopping or self._state == "removed":
             return
-        if self._kill_signal is not None:
+        if self._killed:
+            if self._kill_signal is None and code > 128:
+                self._kill_signal = code - 128
             how, reason = "killed", (f"밖에서 강제 종료되었습니다 (killed from outside, "
                                      f"signal {self._kill_signal}, exit {code}).")
         elif self._ooms and code == 137:
@@ -561,7 +577,7 @@ class Container(Workload):
             self._engine_lost = True
             return EngineError(
                 "도커 엔진(Docker Engine)과의 연결이 끊겼습니다: 엔진이 멈췄거나 재시작 중입니다.",
-                "`vmkit engine start`로 엔진을 다시 켜고, 이 컨테이너는 stop() 후 새로 시작하세요.")
+                f"{mode_mod.engine_hint()} 이 컨테이너는 stop() 후 새로 시작하세요.")
         except docker.errors.NotFound:
             self.exit = self.exit or {"how": "removed", "exit_code": None, "signal": None,
                                       "oom_events": self._ooms,
@@ -660,7 +676,7 @@ class Container(Workload):
         except Exception:
             return
         if pid:
-            _kill_tree(pid, self.id)
+            kill_tree(pid, self.id, self.host_pid)
 
     def guest(self, command: str, timeout: float = 10.0, check: bool = False) -> str:
         """Run a shell command in the container (`sh -c`, via exec) and return its output.
@@ -686,27 +702,38 @@ class Container(Workload):
             lines = parts[2].split("\n")
             lines += [""] * 4
             info["cgroup"] = lines[0].strip()
-            info["mem_limit_bytes"] = _int_or_none(lines[1])
+            info["mem_limit_bytes"] = container_limits.limit_value(lines[1])
             quota = lines[2].split()
-            if len(quota) == 2 and _int_or_none(quota[0]) and int(quota[0]) > 0:
+            if len(quota) == 2 and int_or_none(quota[0]) and int(quota[0]) > 0:
                 info["cpus"] = int(quota[0]) / int(quota[1])
             else:
                 info["cpus"] = None
-            info["pids_limit"] = _int_or_none(lines[3])
+            info["pids_limit"] = container_limits.limit_value(lines[3])
         info["hostname"] = self.short_id
         return info
 
     # ------------------------------------------------------------ host side
     def _inspect_host_side(self) -> None:
-        """The container's first process as the host sees it, and its cgroup files."""
-        state = self._inspect_state()
-        if state is None:
+        """The container's first process as the host sees it, its cgroup files, its HostConfig.
+
+        The pid is kept only if it is provably the container's (in its cgroup, or in a PID
+        namespace other than ours): vmkit may run in another PID namespace than the engine.
+        """
+        try:
+            info = self._client.api.inspect_container(self.id)
+        except Exception:
             return
-        self.host_pid = state.get("Pid") or None
-        self._cgroup = _Cgroup.find(self.host_pid, self.id) if self.host_pid else None
+        self._host_config = info.get("HostConfig") or {}
+        pid = (info.get("State") or {}).get("Pid") or None
+        self._cgroup = Cgroup.find(pid, self.id) if pid else None
+        self.host_pid = pid if pid and (self._cgroup or belongs(pid, self.id, pid)) else None
 
     def host_pids(self) -> list[int]:
-        """Host pids of every process in the container (cgroup.procs, else `docker top`)."""
+        """Host pids of every process in the container.
+
+        From its cgroup (cgroup.procs); without one, the processes in its PID namespace;
+        else what `docker top` lists.
+        """
         if self.id is None or self._state in ("new", "removed", "exited"):
             return []
         if self._cgroup is not None:
@@ -714,6 +741,8 @@ class Container(Workload):
                 return self._cgroup.procs()
             except (OSError, ValueError):
                 pass
+        if self.host_pid and (found := namespace_processes(self.host_pid)):
+            return found
         try:
             top = self._client.api.top(self.id)
             column = top["Titles"].index("PID")
@@ -734,12 +763,20 @@ class Container(Workload):
         """
         pids = self.host_pids()
         base = process_usage(pids)
-        usage = ContainerUsage(**base.to_dict(), state=self._state, cpus=self.cpus,
-                               pids_limit=self.pids_limit)
+        applied = self.limits_enforced or {}
+        usage = ContainerUsage(**base.to_dict(), state=self._state,
+                               cpus=self.cpus if applied.get("cpus", True) else None,
+                               pids_limit=self.pids_limit if applied.get("pids", True) else None,
+                               limits_enforced=self.limits_enforced)
         if self.id is None or self._state in ("new", "removed", "exited") or self._engine_lost:
             return usage
         if not self._usage_from_cgroup(usage):
-            self._usage_from_stats(usage)
+            if self.engine is None or self.engine.limits_enforced:
+                self._usage_from_stats(usage)
+            else:  # its stats are the whole service's: the processes' own figures instead
+                usage.mem_bytes, usage.pids_current = usage.rss_bytes, usage.processes
+        if not applied.get("memory", True):
+            usage.mem_limit_bytes = None
         self._shim_usage(usage)
         if inside and self._state == "running":
             self._read_inside_memory(usage)
@@ -776,14 +813,14 @@ class Container(Workload):
         usage.pids_current = (stats.get("pids_stats") or {}).get("current")
 
     def _shim_usage(self, usage: ContainerUsage) -> None:
-        """The containerd shim (the container's parent on the host): a cost outside its cgroup."""
-        if not self.host_pid:
+        """The shim or conmon (the container's parent on the host): a cost outside its cgroup."""
+        if not self.host_pid or self.engine is None:
             return
         try:
             import psutil
 
             shim = psutil.Process(self.host_pid).parent()
-            if shim is not None and shim.name().startswith("containerd-shim"):
+            if shim is not None and shim.name().startswith(self.engine.spec.shims):
                 found = process_usage([shim.pid])
                 usage.shim_rss_bytes, usage.shim_pss_bytes = found.rss_bytes, found.pss_bytes
         except Exception:
@@ -820,6 +857,11 @@ class Container(Workload):
         self._require_running()
         if self._state == "paused":
             return
+        if self.engine is not None and not self.engine.can_pause:
+            raise WorkloadError(
+                f"컨테이너 '{self.name}'를 일시 정지(pause)할 수 없습니다: "
+                f"{container_limits.why_not(self.engine)}. 일시 정지에 쓰는 cgroup 프리저(freezer)도 "
+                "없습니다.", "cgroup v2 호스트나 root로 도는 엔진에서는 됩니다. 여기서는 stop()으로 멈추세요.")
         try:
             self._client.api.pause(self.id)
         except docker.errors.APIError as exc:
@@ -893,7 +935,7 @@ def _call(function, *args, **kwargs):
 def _engine_lost_error() -> EngineError:
     return EngineError(
         "도커 엔진(Docker Engine)에 연결할 수 없습니다: 멈췄거나 재시작 중입니다.",
-        "`vmkit engine start`로 엔진을 켜세요.")
+        mode_mod.engine_hint())
 
 
 def _engine_message(exc) -> str:
@@ -1064,156 +1106,6 @@ def _read_frames(stream, deadline: float, limit: int = EXEC_OUTPUT_MAX) -> tuple
             keep = payload[:limit - len(out)]
             out += keep
             dropped += len(payload) - len(keep)
-
-
-def _kill_tree(pid: int, container_id: str) -> None:
-    """SIGKILL host process `pid` of the container, its process group and its descendants.
-
-    runc makes every exec a session (and group) leader, so the group holds what it started
-    unless a process moved to a group of its own; those are found as descendants. All are
-    stopped (SIGSTOP) first, so that nothing forks between looking and killing.
-    """
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        if container_id not in _read(f"/proc/{pid}/cgroup"):
-            return
-        group = os.getpgid(pid) == pid
-    except (psutil.Error, OSError):
-        return
-    procs = [root]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        if group:
-            try:
-                os.killpg(pid, sig)
-            except OSError:
-                pass
-        if sig == signal.SIGSTOP:
-            try:
-                procs += root.children(recursive=True)
-            except psutil.Error:
-                pass
-        for proc in procs:
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                pass
-
-
-def _read(path: str) -> str:
-    with open(path) as stream:
-        return stream.read()
-
-
-class _Cgroup:
-    """The container's cgroup files on this host (v1 or v2): what `docker stats` reads, read directly.
-
-    The engine's one-shot stats still wait for its collector's next round (up to a second
-    on Docker 20.10 after the first call), so vmkit reads the files itself when it can.
-    """
-
-    def __init__(self, version: str, dirs: dict[str, str]):
-        self.version, self.dirs = version, dirs
-
-    @classmethod
-    def find(cls, pid: int, container_id: str) -> "_Cgroup | None":
-        """The cgroup of host process `pid`, if it is visible here and belongs to the container."""
-        try:
-            lines = _read(f"/proc/{pid}/cgroup").splitlines()
-        except OSError:
-            return None
-        v1: dict[str, str] = {}
-        unified = None
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
-            if controllers == "":
-                unified = path
-            for controller in controllers.split(","):
-                v1[controller] = (controllers, path)
-        dirs = {}
-        for controller in ("memory", "cpuacct", "pids"):
-            if controller in v1:
-                group, path = v1[controller]
-                for mount in (controller, group):
-                    folder = f"/sys/fs/cgroup/{mount}{path}"
-                    if container_id in path and os.path.isdir(folder):
-                        dirs[controller] = folder
-                        break
-        if "memory" in dirs:
-            return cls("v1", dirs)
-        if unified is not None and container_id in unified and \
-                os.path.exists(f"/sys/fs/cgroup{unified}/memory.current"):
-            folder = f"/sys/fs/cgroup{unified}"
-            return cls("v2", {"memory": folder, "cpuacct": folder, "pids": folder})
-        return None
-
-    def _file(self, controller: str, name: str) -> str:
-        return _read(f"{self.dirs[controller]}/{name}")
-
-    def procs(self) -> list[int]:
-        controller = "pids" if "pids" in self.dirs else "memory"
-        return [int(line) for line in self._file(controller, "cgroup.procs").split()]
-
-    def memory(self) -> tuple[int, int | None]:
-        """(usage less inactive file pages, as `docker stats` shows; limit or None)."""
-        stat = _keyed(self._file("memory", "memory.stat"))
-        if self.version == "v1":
-            used = int(self._file("memory", "memory.usage_in_bytes"))
-            inactive = stat.get("total_inactive_file", 0)
-            limit = int(self._file("memory", "memory.limit_in_bytes"))
-            limit = None if limit >= 1 << 62 else limit
-        else:
-            used = int(self._file("memory", "memory.current"))
-            inactive = stat.get("inactive_file", 0)
-            limit = _int_or_none(self._file("memory", "memory.max"))
-        return (used - inactive if inactive < used else used), limit
-
-    def cpu(self) -> tuple[float, float] | None:
-        """(user, system) CPU seconds of every process the container ever ran."""
-        if "cpuacct" not in self.dirs:
-            return None
-        if self.version == "v1":
-            try:
-                return (int(self._file("cpuacct", "cpuacct.usage_user")) / 1e9,
-                        int(self._file("cpuacct", "cpuacct.usage_sys")) / 1e9)
-            except OSError:
-                stat = _keyed(self._file("cpuacct", "cpuacct.stat"))
-                hz = os.sysconf("SC_CLK_TCK")
-                return stat.get("user", 0) / hz, stat.get("system", 0) / hz
-        stat = _keyed(self._file("cpuacct", "cpu.stat"))
-        return stat.get("user_usec", 0) / 1e6, stat.get("system_usec", 0) / 1e6
-
-    def pids_current(self) -> int | None:
-        if "pids" not in self.dirs:
-            return None
-        return _int_or_none(self._file("pids", "pids.current"))
-
-
-def parse_status(text: str) -> dict[str, str]:
-    """/proc/<pid>/status as {'CapEff': '0000000000000000', ...}."""
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
-
-
-def _keyed(text: str) -> dict[str, int]:
-    values = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            values[parts[0]] = int(parts[1])
-    return values
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except (ValueError, AttributeError):
-        return None
 
 
 def _check_name(name: str) -> str:

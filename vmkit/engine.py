@@ -2,7 +2,8 @@
 
 Resolution order: an explicitly set `$DOCKER_HOST` is the only candidate (as for the docker
 CLI: one that does not answer is an error, never a silent fallback); otherwise the system
-socket, then vmkit's private engine. The private engine is Debian's `dockerd` with its own
+socket, then vmkit's private engine. In class mode (`mode`) `$DOCKER_HOST` is the only
+candidate, set or not, and vmkit never starts an engine. The private engine is Debian's `dockerd` with its own
 data-root, exec-root, pidfile, config and unix socket under `state_dir()/engine`, no bridge
 and no iptables rules (vmkit's containers run without a network), so it never touches the
 host's own Docker set-up. `stop()` ends exactly that daemon, by the pid in its pidfile.
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import mode
 from .cleanup import start_ticks
 from .errors import EngineError, MissingComponent, VmkitError
 from .paths import private_dir, state_dir
@@ -94,10 +96,15 @@ def _ping(url: str, timeout: float = 3.0) -> str | None:
 
 
 def candidates() -> list[tuple[str, str, bool]]:
-    """(source, url, private) in the order vmkit tries them: `$DOCKER_HOST` alone if set."""
+    """(source, url, private) in the order vmkit tries them: `$DOCKER_HOST` alone if set.
+
+    In class mode `$DOCKER_HOST` is the only candidate: none if it is not set.
+    """
     url = os.environ.get("DOCKER_HOST")
     if url:
         return [("DOCKER_HOST", url, url == private_url())]
+    if mode.is_class():
+        return []
     return [("system", SYSTEM_SOCKET, False), ("private", private_url(), True)]
 
 
@@ -115,6 +122,8 @@ def find(private: bool = False) -> Endpoint | None:
 def _no_answer() -> EngineError:
     """The error for "no engine answers"; it names DOCKER_HOST when that is set."""
     url = os.environ.get("DOCKER_HOST")
+    if mode.is_class():
+        return mode.no_engine(url)
     if url:
         return EngineError(
             f"DOCKER_HOST({url})의 도커 엔진(Docker Engine)이 응답하지 않습니다.",
@@ -140,6 +149,20 @@ def client(timeout: float = 30.0):
     import docker
 
     return docker.DockerClient(base_url=require().url, timeout=timeout)
+
+
+def describe(endpoint: Endpoint | None = None):
+    """What kind of engine answers at `endpoint` (default: `require()`'s): an `engine_kinds.EngineInfo`."""
+    import docker
+
+    from . import engine_kinds
+
+    endpoint = endpoint or require()
+    docker_client = docker.DockerClient(base_url=endpoint.url, timeout=30)
+    try:
+        return engine_kinds.describe(docker_client, endpoint.url)
+    finally:
+        docker_client.close()
 
 
 def private_pid() -> int | None:
@@ -171,6 +194,8 @@ def _dockerd_missing() -> MissingComponent:
 
 def cannot_start(private: bool = False) -> VmkitError | None:
     """Why this process cannot start the engine it would use (`private`: vmkit's own), or None."""
+    if mode.is_class():
+        return mode.refused("엔진 시작(engine start)")
     url = os.environ.get("DOCKER_HOST")
     if url and url != private_url() and not private:
         return _no_answer()
@@ -232,7 +257,10 @@ def start(timeout: float = START_TIMEOUT, *, private: bool = False, keep: bool =
 
     `private`: use (and if needed start) vmkit's private engine even if another answers.
     `keep`: the private engine stays up even if an `engine exec` started it (`vmkit engine start`).
+    Refused in class mode, even if an engine answers: there the instructor runs the engines.
     """
+    if mode.is_class():
+        raise mode.refused("엔진 시작(`vmkit engine start`)")
     endpoint = find(private=True) if private else find()
     if endpoint is None:
         with _locked():
@@ -442,8 +470,10 @@ def run_with_engine(argv: list[str]) -> int:
 
     If no engine answers and none can be started here (`cannot_start()`: not root, no dockerd,
     DOCKER_HOST elsewhere) it warns and runs the command anyway: VMs need no engine.
-    The last exec out stops the private engine if an exec started it.
+    The last exec out stops the private engine if an exec started it. Refused in class mode.
     """
+    if mode.is_class():
+        raise mode.refused("`vmkit engine exec`")
     with _Relay() as relay:
         if find() is None and (error := cannot_start()) is not None:
             print("경고: 도커 엔진(Docker Engine)을 쓸 수 없어 컨테이너(container) 기능은 동작하지 않습니다"

@@ -335,6 +335,7 @@ def _other_containers(exclude: set[str]) -> list[Running]:
     try:
         from . import cleanup
         from . import container as container_mod
+        from .container_host import Cgroup
 
         client, _ = container_mod._engine_client()
         listed = client.api.containers(filters={"label": f"{cleanup.OWNER}={cleanup.OWNER_VALUE}",
@@ -349,7 +350,7 @@ def _other_containers(exclude: set[str]) -> list[Running]:
         if len(found) < INSPECT_MAX:
             try:
                 pid = client.api.inspect_container(info["Id"])["State"]["Pid"]
-                cgroup = container_mod._Cgroup.find(pid, info["Id"]) if pid else None
+                cgroup = Cgroup.find(pid, info["Id"]) if pid else None
                 used = cgroup.memory()[0] if cgroup is not None else 0
             except Exception:
                 pass
