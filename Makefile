@@ -61,8 +61,14 @@ $(NODE_STAMP): package.json package-lock.json | system-packages
 	@touch $@
 
 # --all: every page and the search index are rebuilt, and every lab really runs again.
+# VMKIT_HUB_URL=https://hub.example.edu (with VMKIT_HUB_REPO=<the student copies' git
+# repository>): each lab page gets a button that opens the lab in that class hub
+# (book/_ext/hub_launch.py writes the config with the launch buttons).
+VMKIT_HUB_URL ?=
 book: setup
-	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all .
+	$(if $(VMKIT_HUB_URL),VMKIT_HUB_URL='$(VMKIT_HUB_URL)' $(BIN)/python book/_ext/hub_launch.py _build/hub/_config.yml)
+	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all \
+	  $(if $(VMKIT_HUB_URL),--config _build/hub/_config.yml) .
 
 # The whole book as one PDF: the singlehtml build, printed by Debian's Chromium (Playwright).
 PDF         := _build/pdf/vmkit-textbook.pdf
