@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils docker.io busybox-
                    podman uidmap slirp4netns fuse-overlayfs catatonit
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv artifacts js-packages book pdf test lab bench assign grade clean
+.PHONY: setup system-packages venv artifacts js-packages class-env book pdf test lab bench assign grade clean
 
 setup: system-packages venv artifacts js-packages
 
@@ -60,6 +60,12 @@ $(NODE_STAMP): package.json package-lock.json | system-packages
 	npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The students' environment for the class hub (deploy/jupyterhub/): a venv of Debian's python3
+# with vmkit installed as a copy, the guest artifacts read-only, the server launcher. Needs root.
+CLASS_PREFIX ?= /opt/vmkit-class
+class-env: venv artifacts
+	deploy/jupyterhub/install-class-env.sh $(CLASS_PREFIX)
+
 # --all: every page and the search index are rebuilt, and every lab really runs again.
 # VMKIT_HUB_URL=https://hub.example.edu (with VMKIT_HUB_REPO=<the student copies' git
 # repository>): each lab page gets a button that opens the lab in that class hub
@@ -77,7 +83,7 @@ pdf: setup
 	  --builder singlehtml .
 	$(BIN)/python book/_ext/print_pdf.py _build/singlehtml $(PDF)
 
-test: setup
+test: setup class-env
 	$(VMKIT) engine exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: setup
@@ -95,7 +101,7 @@ GRADE_ARGS  ?=
 grade: setup
 	$(VMKIT) engine exec -- $(VMKIT) grade $(SUBMISSIONS) --out _build/grades/grades.csv $(GRADE_ARGS)
 
-bench: setup
+bench: setup class-env
 	$(VMKIT) engine exec -- $(BIN)/python benchmarks/report.py --json bench-results.json
 
 clean:
