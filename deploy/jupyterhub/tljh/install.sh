@@ -74,9 +74,12 @@ if [ ! -x "$tljh/hub/bin/tljh-config" ]; then
   curl -L https://tljh.jupyter.org/bootstrap.py | python3 - --admin "$admin"
 fi
 
-# 6. vmkit in the users' environment (a copy, not this checkout), and the guest artifacts
-#    built once into a shared cache the students only read.
-"$tljh/user/bin/python3" -m pip install -q "$project"
+# 6. vmkit in the users' environment (a copy, not this checkout), with what the labs import
+#    besides (myst-nb's glue; TLJH already has JupyterLab, ipywidgets and nbgitpuller there).
+#    Not vmkit's `class` extra: its jupyterhub pin would replace the user environment's
+#    jupyterhub, which TLJH keeps at the hub's version. Then the guest artifacts, built once
+#    into a shared cache the students only read.
+"$tljh/user/bin/python3" -m pip install -q "$project" ipykernel "myst-nb>=1,<2"
 mkdir -p "$cache"
 VMKIT_CACHE=$cache "$tljh/user/bin/vmkit" fetch
 chmod -R a+rX,go-w "$cache"
