@@ -1,4 +1,4 @@
-"""Shared fixtures: the guest artifacts, the Docker Engine, and leak checks.
+"""Shared fixtures: the guest artifacts, the Docker Engine, a rootless Podman, and leak checks.
 
 Every process this test run starts inherits VMKIT_RUN (nbval's lab kernels, CLI
 subprocesses, Jupyter servers): containers carry it as a label and QEMU in its
@@ -8,6 +8,7 @@ process made.
 
 import os
 import secrets
+from dataclasses import dataclass
 
 import psutil
 import pytest
@@ -107,6 +108,62 @@ def docker_engine():
     yield endpoint
     if started:
         engine.stop()
+
+
+def user_namespaces_work() -> str | None:
+    """Why rootless Podman cannot run here (no podman, no unprivileged user namespaces), or None."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("podman"):
+        return "podman is not installed"
+    if os.geteuid() != 0:
+        return "making a unix user for rootless Podman needs root"
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "unshare", "-Ur", "true"], capture_output=True, text=True, timeout=30)
+    return None if done.returncode == 0 else f"unprivileged user namespaces fail: {done.stderr.strip()}"
+
+
+@dataclass(frozen=True)
+class PodmanEngine:
+    """A real user's rootless Podman service (its Docker-compatible API at `url`)."""
+
+    url: str
+    user: object  # unix_users.Student
+    pid: int
+
+
+@pytest.fixture(scope="session")
+def podman_engine():
+    """The user `vmkit-podman` and its rootless Podman service, for the whole session.
+
+    Everything goes at the end, even after a failure: the service, every process of the
+    user, its runtime dir, its home and the account. Containers this run left on it fail
+    the session.
+    """
+    from unix_users import podman_service, student
+
+    if (why := user_namespaces_work()) is not None:
+        pytest.skip(why)
+    with student("vmkit-podman") as user:
+        proc, url = podman_service(user)
+        try:
+            yield PodmanEngine(url, user, proc.pid)
+            import docker
+
+            left = docker.DockerClient(base_url=url, timeout=30)
+            try:
+                names = runs.container_names(runs.containers(left, RUN_ID))
+            finally:
+                left.close()
+            assert not names, f"containers of this test run left on Podman: {names}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except Exception:
+                proc.kill()
+                proc.wait(5)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""vmkit.Container on a real Docker Engine (vmkit's private one unless another answers)."""
+"""vmkit.Container on a real Docker Engine (vmkit's private one unless another answers), and the
+tests marked `both_engines` also on a real user's rootless Podman (cgroup v1 here: no limits,
+no pause, no OOM kill — asserted as such).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import docker
 import psutil
 import pytest
 import requests
 
-from vmkit import cleanup, cli_container
+from vmkit import cleanup, cli_container, engine_kinds
 from vmkit import container as container_mod
 from vmkit import engine as engine_mod
 from vmkit.container import Container
@@ -31,13 +35,27 @@ MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
 
 
+ENGINES = ("docker", "podman")
+#: Run the test on the Docker Engine and on rootless Podman (the rest run on Docker only).
+both_engines = pytest.mark.parametrize("engine", ENGINES, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def client(docker_engine, guest_artifacts):
-    """A docker-py client of the engine the tests use, with vmkit's image present."""
-    c = docker.DockerClient(base_url=docker_engine.url)
+def engine(request, guest_artifacts):
+    """The engine a test runs on (`docker_engine`, or `podman_engine` for tests marked
+    `both_engines`), with vmkit's image: kind, url, docker-py client, its EngineInfo."""
+    kind = getattr(request, "param", "docker")
+    endpoint = request.getfixturevalue(f"{kind}_engine")
+    c = docker.DockerClient(base_url=endpoint.url, timeout=60)
     engine_mod.ensure_image(c, guest_artifacts)
-    yield c
+    yield SimpleNamespace(kind=kind, url=endpoint.url, client=c, info=engine_kinds.describe(c, endpoint.url))
     c.close()
+
+
+@pytest.fixture
+def client(engine):
+    """A docker-py client of the engine the test runs on."""
+    return engine.client
 
 
 def mine(client) -> list[dict]:
@@ -46,16 +64,19 @@ def mine(client) -> list[dict]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind(client):
-    """Every test must end with no container of this session on the engine."""
+def nothing_left_behind(engine, monkeypatch):
+    """vmkit uses the test's engine (DOCKER_HOST); the test must leave no container of this session on it."""
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
     yield
+    client = engine.client
     left = mine(client)
     for info in left:
         client.api.remove_container(info["Id"], force=True)
     assert not left, f"containers left behind: {[i['Names'] for i in left]}"
 
 
-def test_lifecycle(client):
+@both_engines
+def test_lifecycle(engine, client):
     with Container(memory="64M", cpus=1) as c:
         trace = c.trace
         assert c.state == "running"
@@ -65,13 +86,17 @@ def test_lifecycle(client):
         assert times == sorted(times) and times[0] >= trace.origin
         assert 0 < trace.ready_s < 10
         assert trace.guest["kernel"] == platform.release()  # the host's kernel
-        assert trace.guest["mem_limit_bytes"] == 64 * MiB
+        applied = engine.info.limits_enforced  # not by rootless Podman on cgroup v1
+        assert c.engine == engine.info and c.engine.kind == engine.kind
+        assert c.limits_enforced == {"memory": applied, "cpus": applied, "pids": applied}
+        assert trace.guest["mem_limit_bytes"] == (64 * MiB if applied else None)
         assert trace.guest["mem_total_bytes"] > 64 * MiB  # /proc/meminfo shows the host's
         assert "VMKIT-READY" in c.console_log()
         info = client.api.inspect_container(c.id)
         labels = info["Config"]["Labels"]
         assert labels[cleanup.OWNER] == "vmkit" and labels[cleanup.PID] == str(os.getpid())
         assert cleanup.owner_state(labels)[0] == "alive"
+        assert c.wait_event("CREATE", timeout=5) is not None  # Podman's come ~0.2 s late
         assert [e["event"] for e in c.events()][:1] == ["CREATE"]
     assert c.state == "removed" and c.last_stop["method"] == "SIGTERM"
     c.stop()  # again: harmless
@@ -79,25 +104,41 @@ def test_lifecycle(client):
         c.guest("true")
 
 
-def test_limits_and_least_privilege(client):
+@both_engines
+def test_limits_and_least_privilege(engine, client):
     with Container(memory="48M", cpus=0.5, pids_limit=32) as c:
         guest = c.trace.guest
-        assert guest["mem_limit_bytes"] == 48 * MiB
-        assert guest["cpus"] == pytest.approx(0.5)
-        assert guest["pids_limit"] == 32
         sec = c.security()
+        applied = engine.info.limits_enforced
+        if applied:
+            assert guest["mem_limit_bytes"] == 48 * MiB
+            assert guest["cpus"] == pytest.approx(0.5)
+            assert guest["pids_limit"] == 32
+        else:  # accepted, then silently dropped: the engine's record and the cgroup agree
+            assert (guest["mem_limit_bytes"], guest["cpus"], guest["pids_limit"]) == (None, None, None)
+            assert not sec["memory_bytes"] and not sec["nano_cpus"] and not sec["pids_limit"]
         assert sec["cap_eff"] == "0000000000000000" and sec["no_new_privs"]
-        assert sec["network_disabled"] and not sec["privileged"] and sec["read_only_rootfs"]
+        # Podman's inspect does not record NetworkDisabled; mode "none" and only lo are enough.
+        assert sec["network_mode"] == "none" and not sec["privileged"] and sec["read_only_rootfs"]
         assert c.guest("cat /proc/net/dev | grep -c :").strip() == "1"  # only lo
         c.guest("touch /x")
         assert c.last_rc != 0  # read-only root
         c.guest("touch /tmp/x", check=True)  # the small tmpfs is writable
-        # The pids limit holds: 40 sleeps cannot all start.
+        # The pids limit holds: 40 sleeps cannot all start (without the limit, all do).
         out = c.guest("(for i in $(seq 40); do sleep 5 >/dev/null 2>&1 & done) 2>&1 | grep -c fork; true")
-        assert int(out.strip() or 0) > 0
+        assert (int(out.strip() or 0) > 0) == applied
 
 
-def test_oom_kill_observed(client):
+@both_engines
+def test_oom_kill_observed(engine, client):
+    if not engine.info.limits_enforced:
+        with Container(memory="16M") as c:
+            c.guest("head -c 64m /dev/zero | tail > /dev/null", timeout=20)
+            assert c.last_rc == 0  # no memory limit: nothing was killed
+            assert c.wait_event("OOM", timeout=1) is None
+            usage = c.usage(inside=False)
+            assert usage.mem_limit_bytes is None and usage.limits_enforced["memory"] is False
+        return
     with Container(memory="16M") as c:
         since = time.monotonic() - 1
         # oom_score_adj 1000: the kernel's OOM killer picks this command, not the agent.
@@ -115,7 +156,8 @@ def test_oom_kill_observed(client):
             c.guest("true")
 
 
-def test_usage_plausible(client):
+@both_engines
+def test_usage_plausible(engine, client):
     with Container(memory="64M") as c:
         c.guest("head -c 8m /dev/zero > /tmp/f; x=0; while [ $x -lt 20000 ]; do x=$((x+1)); done")
         began = time.monotonic()
@@ -123,15 +165,30 @@ def test_usage_plausible(client):
         assert time.monotonic() - began < 0.5  # no two-second stats wait
         assert usage.processes >= 1 and usage.rss_bytes > 100 * 1024
         assert 0 < usage.pss_bytes <= usage.rss_bytes
-        assert 8 * MiB <= usage.mem_bytes <= 64 * MiB  # the tmpfs file counts
-        assert usage.mem_limit_bytes == 64 * MiB
-        assert usage.cpu_user_s + usage.cpu_system_s > 0
-        assert usage.pids_current >= 1 and usage.shim_rss_bytes > 0
+        assert usage.shim_rss_bytes > 0  # containerd's shim, or Podman's conmon
+        if engine.info.limits_enforced:
+            assert 8 * MiB <= usage.mem_bytes <= 64 * MiB  # the tmpfs file counts
+            assert usage.mem_limit_bytes == 64 * MiB
+            assert usage.cpu_user_s + usage.cpu_system_s > 0
+            assert usage.pids_current >= 1
+        else:  # no cgroup of its own: its processes' figures, never the service's stats
+            assert usage.mem_bytes == usage.rss_bytes < 64 * MiB
+            assert usage.mem_limit_bytes is None and usage.pids_limit is None and usage.cpus is None
+            assert usage.pids_current == usage.processes == len(c.host_pids())
         inside = c.usage()
         assert inside.guest_mem_total_bytes > 64 * MiB
 
 
-def test_pause_resume(client):
+@both_engines
+def test_pause_resume(engine, client):
+    if not engine.info.can_pause:
+        with Container(memory="32M") as c:
+            with pytest.raises(WorkloadError, match=r"일시 정지\(pause\)할 수 없습니다") as info:
+                c.pause()
+            assert "프리저(freezer)" in str(info.value) and "cgroup v1" in str(info.value)
+            assert c.state == "running" and c.guest("echo still").strip() == "still"
+            assert c.wait_event("PAUSE", timeout=0.5) is None
+        return
     with Container(memory="32M") as c:
         since = time.monotonic()
         c.pause()
@@ -146,6 +203,7 @@ def test_pause_resume(client):
     assert c.state == "removed"
 
 
+@both_engines
 def test_exec(client):
     with Container(memory="32M") as c:
         out = c.guest("echo out; echo err >&2; exit 3")  # two pipes: their order may vary
@@ -161,6 +219,7 @@ def test_exec(client):
         assert "sleep 30" not in c.guest("ps")  # the timed-out command was killed
 
 
+@both_engines
 def test_killed_from_outside(client):
     c = Container(memory="32M")
     c.start()
@@ -176,6 +235,19 @@ def test_killed_from_outside(client):
     assert c.last_stop["method"] == "already-exited"
 
 
+@both_engines
+def test_exits_on_its_own(client):
+    """The main process ends by itself: the watcher's DIE (Podman's too) tells how."""
+    command = ["sh", "-c", "echo VMKIT-READY; sleep 0.5; exit 3"]
+    with Container(memory="32M", command=command) as c:
+        event = c.wait_event("DIE", timeout=10)
+        assert event is not None and event["data"]["reason"] == "exited"
+        assert c.exit["how"] == "exited" and c.exit["exit_code"] == 3
+        with pytest.raises(WorkloadError, match="exit 3"):
+            c.guest("true")
+    assert c.last_stop["method"] == "already-exited"
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     from vmkit.container import Container
@@ -186,6 +258,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@both_engines
 def test_cleanup_removes_only_dead_sessions(client, capsys):
     env = dict(os.environ)
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=env)
@@ -237,6 +310,7 @@ def test_bad_input(client):
     assert not mine(client)
 
 
+@both_engines
 def test_start_failures_leave_nothing(client):
     with pytest.raises(WorkloadTimeout):
         Container(memory="16M", command=["sleep", "30"]).start(timeout=1.5)
@@ -250,14 +324,18 @@ def test_start_failures_leave_nothing(client):
     assert not mine(client)
 
 
-def test_run_json(client, capsys):
+@both_engines
+def test_run_json(engine, client, capsys):
     args = argparse.Namespace(memory="64M", cpus="1", image=None, pids_limit=64, timeout=30.0, json=True)
     assert cli_container.cmd_run(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "container" and report["ready_s"] > 0
     assert set(report["phases"]) >= {"create", "started", "first_output", "ready"}
     assert report["guest"]["kernel"] == platform.release()
-    assert report["guest"]["mem_limit_bytes"] == 64 * MiB
+    applied = engine.info.limits_enforced
+    assert report["engine"] == engine.info.to_dict()
+    assert report["limits_enforced"] == {"memory": applied, "cpus": applied, "pids": applied}
+    assert report["guest"]["mem_limit_bytes"] == (64 * MiB if applied else None)
     for key in ("rss_bytes", "pss_bytes", "mem_bytes"):
         assert report["usage"][key] > 0
     assert not client.api.containers(all=True, filters={"name": report["name"]})
@@ -364,6 +442,7 @@ def still_running(c: Container, names: tuple[str, ...]) -> list[tuple[int, str]]
     return found
 
 
+@both_engines
 def test_exec_output_bounded_and_timed_out_tree_killed(client):
     with Container(memory="32M") as c:
         def endless():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import platform
 
-from .container import PHASE_LABELS, Container
 from .cli import emit_json, integer, seconds
+from .container import PHASE_LABELS, Container
+from .container_limits import summary
 from .units import format_bytes
 from .workload import guest_view
 
@@ -41,6 +42,7 @@ def run_report(container: Container, timeout: float = 60.0, on_phase=None) -> di
             "image": container.image, "memory_bytes": container.memory_bytes, "cpus": container.cpus,
             "pids_limit": container.pids_limit, "ready_s": trace.ready_s, "phases": trace.seconds(),
             "usage": usage.to_dict(), "guest": guest, "host": {"kernel": platform.release()},
+            "engine": container.engine.to_dict(), "limits_enforced": container.limits_enforced,
             "security": security, "warnings": container.warnings, "stop": container.last_stop}
 
 
@@ -54,24 +56,28 @@ def cmd_run(args) -> int:
     def show(name: str, seconds: float) -> None:
         print(f"  {seconds:7.3f} s  {name:12s} {PHASE_LABELS.get(name, '')}", flush=True)
 
-    print(f"컨테이너(container) {container.name}: 메모리 한도(memory limit) {format_bytes(container.memory_bytes)},"
-          f" CPU {container.cpus:g}, 프로세스 한도(pids) {container.pids_limit}")
+    print(f"컨테이너(container) {container.name}: 요청한 한도(requested limits) 메모리 "
+          f"{format_bytes(container.memory_bytes)}, CPU {container.cpus:g}, 프로세스(pids) {container.pids_limit}")
     print("  시각(요청부터)     단계(phase)")
     report = run_report(container, args.timeout, on_phase=show)
     usage, guest = report["usage"], report["guest"]
     same = "같음" if guest["kernel"] == report["host"]["kernel"] else "다름"
-    print(f"\n준비(ready)까지: {report['ready_s']:.3f} s  (이미지 {report['image']})")
+    print(f"\n준비(ready)까지: {report['ready_s']:.3f} s  (이미지 {report['image']}, "
+          f"엔진 {container.engine.label} {report['engine']['version']})")
+    applied = report["limits_enforced"]
+    print(f"적용된 한도(limits applied): {summary(applied, container.engine)}")
     print(f"컨테이너 안의 커널(uname -r): {guest['kernel']}  — 호스트 커널(host kernel) "
           f"{report['host']['kernel']}과 {same}: 컨테이너는 호스트의 커널을 함께 씁니다.")
     if guest.get("mem_limit_bytes"):
         print(f"cgroup 메모리 한도(memory limit, 안에서 읽음): {format_bytes(guest['mem_limit_bytes'])};"
               f" /proc/meminfo의 MemTotal은 {format_bytes(guest.get('mem_total_bytes') or 0)}"
               " (호스트 전체 — 한도는 cgroup이 정합니다)")
-    print(f"메모리 사용(docker stats 방식): {format_bytes(usage['mem_bytes'] or 0)};"
+    how = "docker stats 방식" if applied["memory"] else "프로세스 RSS의 합: cgroup이 없음"
+    print(f"메모리 사용({how}): {format_bytes(usage['mem_bytes'] or 0)};"
           f" 프로세스 {usage['processes']}개 RSS {format_bytes(usage['rss_bytes'])},"
           f" PSS {format_bytes(usage['pss_bytes'])};"
           f" CPU user {usage['cpu_user_s']:.2f} s / sys {usage['cpu_system_s']:.2f} s")
-    print(f"호스트 쪽 containerd-shim: RSS {format_bytes(usage['shim_rss_bytes'])}"
+    print(f"호스트 쪽 {container.engine.spec.shims[0]}: RSS {format_bytes(usage['shim_rss_bytes'])}"
           " (컨테이너 cgroup 밖의 비용)")
     stop = report["stop"]
     if stop.get("method") in ("failed", "interrupted"):

@@ -255,13 +255,13 @@ class Container(Workload):
         _live.add(self)
         self._watcher.register(self)
         t_create = time.monotonic()
-        self._attach = _call(api.attach_socket, self.id,
-                             params={"stdout": 1, "stderr": 1, "stream": 1})
-        _raw(self._attach).settimeout(None)
-        self._reader = threading.Thread(target=self._read_output, args=(self._attach,),
-                                        name=f"vmkit-{self.name}-output", daemon=True)
-        self._reader.start()
-        try:
+        try:  # Podman prepares the container (runc create) at attach: it may fail here already
+            self._attach = _call(api.attach_socket, self.id,
+                                 params={"stdout": 1, "stderr": 1, "stream": 1})
+            _raw(self._attach).settimeout(None)
+            self._reader = threading.Thread(target=self._read_output, args=(self._attach,),
+                                            name=f"vmkit-{self.name}-output", daemon=True)
+            self._reader.start()
             api.start(self.id)
         except docker.errors.APIError as exc:
             raise WorkloadError(
@@ -381,6 +381,10 @@ class Container(Workload):
                         pass
                 if method is None and self._ready_at is None:
                     method = "SIGKILL (never ready)"  # no agent to end gracefully: just remove
+                    try:  # Podman's forced removal would send SIGTERM and wait stop_timeout first
+                        api.kill(self.id)
+                    except docker.errors.APIError:
+                        pass
                 if method is None and not self._engine_lost:
                     api.stop(self.id, timeout=max(1, math.ceil(self.stop_timeout)))
                     code = api.inspect_container(self.id)["State"].get("ExitCode")
@@ -418,14 +422,7 @@ class Container(Workload):
     def _close_attach(self) -> None:
         attach, self._attach = self._attach, None
         if attach is not None:
-            try:
-                _raw(attach).shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                attach.close()
-            except OSError:
-                pass
+            _close(attach)
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(2.0)
@@ -650,11 +647,8 @@ class Container(Workload):
         except TimeoutError:
             self._kill_exec(exec_id)
             raise WorkloadTimeout(f"컨테이너 안의 명령 {argv!r}이(가) {timeout:g}초 안에 끝나지 않았습니다.") from None
-        finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
+        finally:  # shut down, not only closed: Podman's conmon blocks writing to an unread one
+            _close(stream)
         try:
             rc = api.exec_inspect(exec_id).get("ExitCode")
         except _connection_errors():
@@ -676,7 +670,7 @@ class Container(Workload):
         except Exception:
             return
         if pid:
-            kill_tree(pid, self.id, self.host_pid)
+            kill_tree(pid, self.id, self.host_pid, self.host_pids())
 
     def guest(self, command: str, timeout: float = 10.0, check: bool = False) -> str:
         """Run a shell command in the container (`sh -c`, via exec) and return its output.
@@ -899,9 +893,7 @@ def _engine_client():
         if cached is not None:
             return cached
     endpoint = engine_mod.require()
-    import docker
-
-    client = docker.DockerClient(base_url=endpoint.url, timeout=60, version="auto")
+    client = engine_mod.client(timeout=60, endpoint=endpoint)
     with _clients_lock:
         _clients[key] = (client, endpoint.url)
     return client, endpoint.url
@@ -954,7 +946,7 @@ def _image_missing(image: str) -> InvalidInput:
 
 def _create_error(exc, container: Container):
     message = _engine_message(exc)
-    if exc.status_code == 409:
+    if exc.status_code == 409 or "already in use" in message:  # Podman: 500, "already in use"
         return InvalidInput(f"이름(name)이 '{container.name}'인 컨테이너가 엔진에 이미 있습니다.",
                             "다른 이름을 주거나 name을 비워 두세요.")
     if exc.status_code == 400 and "emory" in message:
@@ -1053,6 +1045,15 @@ def _watcher_for(client, url: str) -> _Watcher:
 def _raw(stream):
     """The socket under a docker-py hijacked stream."""
     return getattr(stream, "_sock", stream)
+
+
+def _close(stream) -> None:
+    """Shut down and close a hijacked stream (closing the wrapper alone leaves the socket open)."""
+    for end in (lambda: _raw(stream).shutdown(socket.SHUT_RDWR), stream.close):
+        try:
+            end()
+        except OSError:
+            pass
 
 
 class _Demux:

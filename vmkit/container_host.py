@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Iterable
 
 
 def pid_namespace(pid: int | str) -> str | None:
@@ -55,30 +56,44 @@ def belongs(pid: int, container_id: str, init_pid: int | None = None) -> bool:
     return ns is not None and ns != pid_namespace("self") and pid_namespace(pid) == ns
 
 
-def kill_tree(pid: int, container_id: str, init_pid: int | None = None) -> None:
-    """SIGKILL host process `pid` of the container, its process group and its descendants.
+def kill_tree(pid: int, container_id: str, init_pid: int | None = None,
+              members: Iterable[int] = ()) -> None:
+    """SIGKILL host process `pid` of the container, its process group and its descendants,
+    and those of the container's processes (`members`) still in its session.
 
     runc makes every exec a session (and group) leader, so the group holds what it started
-    unless a process moved to a group of its own; those are found as descendants. All are
-    stopped (SIGSTOP) first, so that nothing forks between looking and killing.
+    unless a process moved to a group of its own; those are found as descendants. A
+    background job whose shell already ended was adopted by the container's init: it is
+    found by its session. All are stopped (SIGSTOP) first, so that nothing forks between
+    looking and killing.
     """
     import psutil
 
+    procs = []
+    for member in members:
+        try:
+            if member != pid and os.getsid(member) == pid:
+                procs.append(psutil.Process(member))
+        except (OSError, psutil.Error):
+            pass
+    root, group = None, False
     try:
-        root = psutil.Process(pid)
-        if not belongs(pid, container_id, init_pid):
-            return
-        group = os.getpgid(pid) == pid
+        if belongs(pid, container_id, init_pid):
+            root = psutil.Process(pid)
+            group = os.getpgid(pid) == pid
     except (psutil.Error, OSError):
+        root = None
+    if root is not None:
+        procs.insert(0, root)
+    if not procs:
         return
-    procs = [root]
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         if group:
             try:
                 os.killpg(pid, sig)
             except OSError:
                 pass
-        if sig == signal.SIGSTOP:
+        if sig == signal.SIGSTOP and root is not None:
             try:
                 procs += root.children(recursive=True)
             except psutil.Error:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 NOT_APPLIED = "한도가 적용되지 않음"
 KINDS = ("memory", "cpus", "pids")
+LABELS = {"memory": "메모리", "cpus": "CPU", "pids": "프로세스 수"}
 #: A cgroup v1 "no limit" reads as 2^63 rounded down to a page; anything this large is none.
 UNLIMITED = 1 << 62
 
@@ -52,3 +53,11 @@ def why_not(engine) -> str:
     """Why `engine` (an `engine_kinds.EngineInfo`) applies no limits, in Korean."""
     return (f"루트리스(rootless) {engine.label}이(가) cgroup v{engine.cgroup_version} 위에서 돌아 "
             "컨테이너마다 cgroup을 만들 수 없습니다")
+
+
+def summary(applied: dict[str, bool], engine=None) -> str:
+    """One Korean line: each limit "적용됨" or NOT_APPLIED, and why when `engine` applies none."""
+    text = ", ".join(f"{LABELS[kind]} {'적용됨' if applied.get(kind) else NOT_APPLIED}" for kind in KINDS)
+    if engine is not None and not engine.limits_enforced:
+        text += f" — {why_not(engine)}"
+    return text

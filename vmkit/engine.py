@@ -39,6 +39,9 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 #: Searched for `dockerd` after `$PATH` (a normal user's PATH has no sbin directories).
 SBIN_DIRS = "/usr/local/sbin:/usr/sbin:/sbin"
+#: The API version vmkit's probing clients speak: docker-py otherwise asks `GET /version` for
+#: every new client (a second each on Podman). Real work uses the engine's own (`describe`).
+PROBE_API = "1.24"
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,20 @@ def exec_mark() -> Path:
 
 
 def _ping(url: str, timeout: float = 3.0) -> str | None:
-    """The engine's version if `url` answers, else None."""
+    """The engine's version if `url` answers, else None.
+
+    Asks `GET /_ping` (within `timeout`) each time; the version (`GET /version`, a second or
+    more on Podman) once per URL.
+    """
     import docker
 
+    from . import engine_kinds
+
     try:
-        client = docker.DockerClient(base_url=url, timeout=timeout)
+        client = docker.DockerClient(base_url=url, timeout=30, version=PROBE_API)
         try:
-            return client.version().get("Version", "?")
+            engine_kinds.ping(client, timeout)
+            return engine_kinds.describe(client, url).version
         finally:
             client.close()
     except Exception:
@@ -144,11 +154,14 @@ def require() -> Endpoint:
     return endpoint
 
 
-def client(timeout: float = 30.0):
-    """A docker-py client for the engine `require()` finds."""
+def client(timeout: float = 30.0, endpoint: Endpoint | None = None):
+    """A docker-py client for `endpoint` (default: the engine `require()` finds), at its API version."""
     import docker
 
-    return docker.DockerClient(base_url=require().url, timeout=timeout)
+    endpoint = endpoint or require()
+    api_version = describe(endpoint).api_version
+    return docker.DockerClient(base_url=endpoint.url, timeout=timeout,
+                               version=api_version if api_version != "?" else "auto")
 
 
 def describe(endpoint: Endpoint | None = None):
@@ -158,7 +171,7 @@ def describe(endpoint: Endpoint | None = None):
     from . import engine_kinds
 
     endpoint = endpoint or require()
-    docker_client = docker.DockerClient(base_url=endpoint.url, timeout=30)
+    docker_client = docker.DockerClient(base_url=endpoint.url, timeout=30, version=PROBE_API)
     try:
         return engine_kinds.describe(docker_client, endpoint.url)
     finally:

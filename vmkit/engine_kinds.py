@@ -126,6 +126,13 @@ def parse(version: dict, host: dict) -> EngineInfo:
                       cgroup_version=cgroup)
 
 
+def ping(client, timeout: float) -> None:
+    """Raise unless the engine answers `GET /_ping` within `timeout` (Podman's `GET /version`
+    takes a second or more: it runs conmon and runc to ask their versions)."""
+    api = client.api
+    api._result(api._get(api._url("/_ping", versioned_api=False), timeout=timeout))
+
+
 _cache: dict[str, EngineInfo] = {}
 _lock = threading.Lock()
 

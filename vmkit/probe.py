@@ -218,7 +218,7 @@ _SOURCE_NAMES = {"DOCKER_HOST": "환경 변수 DOCKER_HOST", "system": "시스�
 def _image_present(endpoint: engine.Endpoint, image: str) -> bool:
     import docker
 
-    client = docker.DockerClient(base_url=endpoint.url, timeout=10)
+    client = engine.client(timeout=10, endpoint=endpoint)
     try:
         client.images.get(image)
         return True
