@@ -35,7 +35,8 @@ from browser import CHROMIUM, chromium_page, screenshots_dir
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 
-import korean_search  # noqa: E402  (book/_ext)
+import hub_launch  # noqa: E402  (book/_ext)
+import korean_search  # noqa: E402
 import offline_assets  # noqa: E402
 import print_pdf  # noqa: E402
 
@@ -43,6 +44,9 @@ JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 NODE_MODULES = REPO / "node_modules"
 LAB01 = "labs/01-vm-and-container"
 HANGUL = re.compile("[\uac00-\ud7a3]")
+#: The test build is `make book VMKIT_HUB_URL=… VMKIT_HUB_REPO=…`: lab pages get the hub's button.
+HUB_SETTINGS = hub_launch.settings({"VMKIT_HUB_URL": "https://hub.example.edu",
+                                    "VMKIT_HUB_REPO": "https://github.com/example/vmkit-class-labs"})
 
 #: Search checks: (query typed into search.html, the word it stands for, pages it must find).
 #: Every page of _toc.yml whose text uses the word, with or without a particle or ending
@@ -115,8 +119,10 @@ def toc_docs() -> list[str]:
 
 
 def build_config(folder: Path) -> Path:
-    """_config.yml with this test's execution mode; local extension paths made absolute."""
-    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    """_config.yml as `make book VMKIT_HUB_URL=…` has it (launch buttons, extension paths made
+    absolute), with this test's execution mode."""
+    config = hub_launch.hub_config(
+        yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8")), *HUB_SETTINGS)
     execute = config.setdefault("execute", {})
     execute["execute_notebooks"] = os.environ.get("VMKIT_BOOK_EXECUTE", "cache")
     execute["cache"] = str(REPO / "_build" / ".jupyter_cache")
@@ -124,9 +130,6 @@ def build_config(folder: Path) -> Path:
         # The labs keep the outputs of their last real run (nbval grades them in this same
         # `make test`); only the chapters' figure cells run here. `make book` runs everything.
         execute["exclude_patterns"] = ["labs/*"]
-    sphinx = config.setdefault("sphinx", {})
-    sphinx["local_extensions"] = {name: str((REPO / path).resolve())
-                                  for name, path in sphinx.get("local_extensions", {}).items()}
     path = folder / "_config.yml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -215,6 +218,19 @@ class Resources(HTMLParser):
     def handle_data(self, data) -> None:
         if self._in_style:
             self.css.append(data)
+
+
+class Links(HTMLParser):
+    """Every link of a page (<a href>)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.hrefs.append(href)
 
 
 class ArticleText(HTMLParser):
@@ -344,6 +360,19 @@ def test_every_toc_entry_became_a_page(book):
     assert LAB01 in docs, f"{LAB01} is not in _toc.yml: the book's first lab must be in the book"
     missing = [doc for doc in docs if not (book.html / f"{doc}.html").is_file()]
     assert not missing, f"in _toc.yml but not built: {missing}"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+def test_lab_pages_and_only_they_open_in_the_class_hub(book):
+    """The nbgitpuller link (tests/test_hub_launch.py builds the config and a small book)."""
+    pulls = {doc: [href for href in parse(Links(), book.html / f"{doc}.html").hrefs
+                   if "/hub/user-redirect/git-pull?" in href] for doc in toc_docs()}
+    for doc, links in pulls.items():
+        if doc.startswith("labs/"):
+            assert links == [hub_launch.launch_url(*HUB_SETTINGS, f"{doc}.ipynb")], doc
+        else:
+            assert not links, f"{doc}: a hub button on a page that is not a lab"
 
 
 @pytest.mark.integration
