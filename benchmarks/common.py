@@ -1,4 +1,5 @@
-"""What every benchmark script shares: progress on stderr, Korean errors, a JSON file."""
+"""What every benchmark script shares: progress on stderr, Korean errors, a JSON file that
+records the environment it ran in (mode, engine, cgroup version, accelerator)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from vmkit import environment
 from vmkit.errors import VmkitError
 
 
@@ -16,9 +18,11 @@ def say(text: str) -> None:
 
 
 def finish(measure: Callable[[], dict], summary: Callable[[dict], str], json_path: str | None) -> int:
-    """Run `measure()`, print `summary(result)`, write the JSON file; exit status 2 on VmkitError."""
+    """Run `measure()`, print `summary(result)`, write the JSON file (with `environment`, see
+    `vmkit.environment`); exit status 2 on VmkitError."""
     try:
         result = measure()
+        result.setdefault("environment", environment.describe())
     except VmkitError as exc:
         print(f"오류: {exc}", file=sys.stderr)
         return 2

@@ -216,7 +216,11 @@ def test_doctor_json_on_this_host(docker_engine, guest_artifacts):
     assert isinstance(kvm["usable"], bool) and kvm["reason"]
     if not kvm["usable"]:
         assert kvm["reason"].startswith("KVM을 쓸 수 없습니다: ")  # every path names KVM
-    assert report["docker"]["usable"] is True and report["docker"]["endpoint"] and report["docker"]["version"]
+    assert report["mode"] == "single"
+    engine = report["engine"]
+    assert engine["usable"] is True and engine["endpoint"] and engine["version"]
+    assert engine["kind"] == "docker" and engine["rootless"] is False and engine["limits_enforced"] is True
+    assert engine["cgroup_version"] in (1, 2)
     assert report["guest"]["ready"] is True
     assert report["guest"]["kernel"] and report["guest"]["initrd"] and report["guest"]["image"]
     assert report["guest"]["update"] is None  # the fixture built apt's candidate set

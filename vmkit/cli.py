@@ -126,15 +126,22 @@ def cmd_doctor(args) -> int:
     if args.json:
         emit_json(report)
     else:
-        q, g, d = report["qemu"], report["guest"], report["docker"]
+        from .mode import LABELS
+
+        q, g, d = report["qemu"], report["guest"], report["engine"]
         print("vmkit doctor — 이 호스트(host)에서 할 수 있는 일\n")
+        print(f" · 모드(mode): {LABELS[report['mode']]}")
         print(f" {_mark(q['usable'])} QEMU: {q['path'] or '-'} {q['version'] or ''}")
         for name, st in report["accelerators"].items():
             print(f" {_mark(st['usable'])} 가속기(accelerator) {name.upper()}: {st['reason']}")
         if not report["accelerators"]["kvm"]["usable"] and report["accelerators"]["tcg"]["usable"]:
             print("     → VM은 TCG(소프트웨어 에뮬레이션)로 실행합니다: 느리지만 어디서나 됩니다.")
-        print(f" {_mark(d['usable'])} 도커 엔진(Docker Engine): {d['reason']}"
+        print(f" {_mark(d['usable'])} 컨테이너 엔진(container engine): {d['reason']}"
               + (f" [{d['endpoint']}]" if d["endpoint"] else ""))
+        if d["usable"]:
+            print(f"     종류(kind) {d['label']}, 버전(version) {d['version']} (API {d['api_version']}), "
+                  f"{'루트리스(rootless)' if d['rootless'] else 'root로 실행'}, cgroup v{d['cgroup_version']}, "
+                  f"컨테이너 한도(limits) {'적용됨' if d['limits_enforced'] else '적용되지 않음'}")
         print(f" {_mark(g['ready'])} 게스트(guest): {g['reason']}")
         if g["ready"]:
             print(f"     커널(kernel) {g['kernel_release']}, 이미지(image) {g['image']}"

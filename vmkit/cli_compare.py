@@ -6,6 +6,7 @@ import sys
 
 from . import compare as compare_mod
 from .cli import check_output_file, emit_json, integer
+from .container_limits import shown
 from .units import format_bytes, pad
 
 
@@ -37,13 +38,30 @@ def cmd_compare(args) -> int:
         k = data[kind]
         usage = k.get("usage", {})
         inside = (usage.get("mem_limit_bytes") or usage.get("guest_mem_total_bytes") or {}).get("median")
+        applied = (k.get("limits_enforced") or {}).get("memory")
         cells = (compare_mod.KIND_LABELS[kind], f"{k['ready_s']['median']:.3f}초",
                  f"{k['ready_s']['min']:.3f}초", f"{k['ready_s']['max']:.3f}초",
-                 format_bytes(usage["rss_bytes"]["median"]), format_bytes(inside) if inside else "-")
+                 format_bytes(usage["rss_bytes"]["median"]),
+                 shown(format_bytes(inside) if inside else "-", applied))
         print("".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths))))
     print("(안에서 쓸 메모리: VM은 게스트의 MemTotal, 컨테이너는 cgroup 메모리 한도)")
+    print(f"환경(environment): {describe_environment(data['environment'])}")
     print(f"\n전체 {result.seconds:.1f}초" + (f", 그림: {args.plot}" if args.plot else ""))
     return 0
+
+
+def describe_environment(env: dict) -> str:
+    """One Korean line: mode, engine (rootless or not), cgroup version, accelerator."""
+    from .mode import LABELS
+
+    parts = [LABELS[env["mode"]], f"cgroup v{env['cgroup_version']}"]
+    if env.get("engine"):
+        engine = env["engine"]
+        parts.insert(1, f"{engine['label']} {engine['version']}"
+                        + (" 루트리스(rootless)" if engine["rootless"] else ""))
+    if env.get("accelerator"):
+        parts.append(f"가속기(accelerator) {env['accelerator'].upper()} — {env['accel_reason']}")
+    return ", ".join(parts)
 
 
 def cmd_density(args) -> int:

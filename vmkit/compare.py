@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterable
 
 import psutil
 
-from . import memguard
+from . import container_limits, memguard
+from . import environment as environment_mod
 from .errors import InsufficientMemory, InvalidInput, VmkitError
 from .units import check_callback, check_count, check_seconds, parse_cpus, parse_memory
 from .workload import Workload
@@ -108,7 +109,8 @@ def measure(workload: Workload, kind: str, trial: int, timeout: float = 60.0) ->
     finally:
         workload.stop()
     record: dict[str, Any] = {"kind": kind, "trial": trial, "accel": trace.accel,
-                              "ready_s": trace.ready_s, "kernel": trace.guest.get("kernel")}
+                              "ready_s": trace.ready_s, "kernel": trace.guest.get("kernel"),
+                              "limits_enforced": getattr(usage, "limits_enforced", None)}
     for phase, seconds in trace.seconds().items():
         record[f"phase.{phase}"] = seconds
     for name in USAGE_FIELDS:
@@ -135,6 +137,12 @@ class Comparison:
     seconds: float = 0.0
     snapshot: dict[str, Any] | None = None
     cancelled: bool = False
+    #: What it ran on (`environment.describe`): mode, engine, cgroup version, accelerator.
+    environment: dict[str, Any] | None = None
+
+    def limits_enforced(self, kind: str) -> dict[str, bool] | None:
+        """Which container limits applied in every trial of `kind` (None for VMs)."""
+        return container_limits.combined(r.get("limits_enforced") for r in self.records if r["kind"] == kind)
 
     @property
     def frame(self):
@@ -151,7 +159,7 @@ class Comparison:
         """`vmkit compare --json`: per kind {metric: {median, ...}}, plus the trials."""
         out: dict[str, Any] = {"memory_bytes": self.memory, "cpus": self.cpus,
                                "seconds": round(self.seconds, 3), "cancelled": self.cancelled,
-                               "snapshot": self.snapshot}
+                               "snapshot": self.snapshot, "environment": self.environment}
         table = self.summary()
         for kind in self.kinds:
             metrics: dict[str, Any] = {}
@@ -160,6 +168,8 @@ class Comparison:
                     stats = {s: _plain(row[s]) for s in SUMMARY_STATS}
                     stats["count"] = int(stats["count"])
                     _nest(metrics, metric, stats)
+            if (applied := self.limits_enforced(kind)) is not None:
+                metrics["limits_enforced"] = applied
             out[kind] = metrics
         out["trials"] = [{k: _plain(v) for k, v in r.items()} for r in self.records]
         return out
@@ -254,7 +264,7 @@ def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS
     preflight(kinds)
     memguard.check_peak(kinds, memory_bytes)  # one workload at a time: the largest must fit
     factory = WorkloadFactory(memory_bytes, cpus, accel, image)
-    result = Comparison([], memory_bytes, cpus, kinds)
+    result = Comparison([], memory_bytes, cpus, kinds, environment=environment_mod.describe(kinds, accel))
     started = time.monotonic()
     try:
         for trial in range(trials):
@@ -292,6 +302,7 @@ class Density:
     total_pss_bytes: int = 0
     host_used_delta_bytes: int = 0
     seconds: float = 0.0
+    environment: dict[str, Any] | None = None
 
     @property
     def per_instance_pss_bytes(self) -> float | None:
@@ -309,7 +320,7 @@ class Density:
                 "per_instance_rss_bytes": self.per_instance_rss_bytes,
                 "per_instance_pss_bytes": self.per_instance_pss_bytes,
                 "host_used_delta_bytes": self.host_used_delta_bytes,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "environment": self.environment}
 
 
 def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
@@ -334,7 +345,7 @@ def density(kind: str, count: int, memory="128M", cpus=1, parallel: int = 8,
     preflight([kind])
     memguard.check_batch(kind, count, memory_bytes)  # all `count` at once, or none
     factory = WorkloadFactory(memory_bytes, cpus, accel)
-    result = Density(kind, count, memory_bytes)
+    result = Density(kind, count, memory_bytes, environment=environment_mod.describe([kind], accel))
     running: list[Workload] = []
     lock = threading.Lock()
     used_before = psutil.virtual_memory().used

@@ -38,7 +38,7 @@ def enforced(host_config: dict[str, Any], guest: dict[str, Any]) -> dict[str, bo
 
 def combined(each: Iterable[dict[str, bool] | None]) -> dict[str, bool] | None:
     """One verdict for several containers (e.g. a comparison's trials): applied in all of them."""
-    known = [entry for entry in each if entry]
+    known = [entry for entry in each if isinstance(entry, dict)]  # a frame's gaps are NaN
     if not known:
         return None
     return {kind: all(entry.get(kind, False) for entry in known) for kind in KINDS}

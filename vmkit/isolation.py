@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import psutil
 
-from . import sched
+from . import container_limits, sched
 from .errors import InvalidInput, WorkloadError
 from .units import format_bytes, parse_memory
 
@@ -269,6 +269,8 @@ class CpuRates:
     quotas: tuple[float, ...]
     samples: list[CpuSample] = field(default_factory=list)
     cancelled: bool = False
+    #: Whether the engine applied the quotas (not a rootless engine on cgroup v1); None: unknown.
+    applied: bool | None = None
 
     def rates(self, quota: float) -> list[float]:
         return [s.rate for s in self.samples if abs(s.quota - quota) < 1e-9]
@@ -315,6 +317,8 @@ def cpu_quota_rates(quotas=(1.0, 0.5), seconds: float = 1.0, rounds: int = 2, ma
         for box in boxes:
             stack.callback(box.stop)
             box.start()
+        verdict = container_limits.combined(box.limits_enforced for box in boxes)
+        result.applied = None if verdict is None else verdict["cpus"]
         deadline = time.monotonic() + budget_s
         for round_ in range(int(max_rounds)):
             for box in boxes:
@@ -452,6 +456,7 @@ class OomRun:
 
     limit_bytes: int
     rate_bytes_s: int
+    limit_applied: bool | None = None  # False on a rootless engine on cgroup v1: no OOM kill comes
     samples: list[tuple[float, int]] = field(default_factory=list)
     oom_after_s: float | None = None
     oom_event: dict | None = None
@@ -486,7 +491,8 @@ def oom_experiment(container, rate: str | int = "32M", interval: float = 0.2, ti
     interval = _check_seconds(interval, "측정 간격(interval)", 5)
     limit = container.memory_bytes
     chunk = MiB
-    run = OomRun(limit_bytes=limit, rate_bytes_s=rate_b)
+    run = OomRun(limit_bytes=limit, rate_bytes_s=rate_b,
+                 limit_applied=(container.limits_enforced or {}).get("memory"))
     stop = stop or threading.Event()
     box: dict[str, Any] = {}
 
@@ -543,7 +549,7 @@ class MemoryView:
     """The memory a workload sees (MemTotal inside) against what it asked for and what binds it.
 
     limit_bytes: the cgroup limit the workload sees (containers); None for a VM, whose RAM
-    is its limit.
+    is its limit. limit_applied: False for a container whose engine dropped the limit.
     """
 
     kind: str
@@ -551,6 +557,7 @@ class MemoryView:
     mem_total_bytes: int | None
     limit_bytes: int | None
     host_mem_total_bytes: int
+    limit_applied: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -559,7 +566,8 @@ class MemoryView:
         """The same in readable Korean units, for a table."""
         return {"종류": KIND_LABELS.get(self.kind, self.kind), "요청(request)": format_bytes(self.request_bytes),
                 "안에서 본 MemTotal": format_bytes(self.mem_total_bytes or 0),
-                "cgroup 한도(limit)": format_bytes(self.limit_bytes) if self.limit_bytes else "없음 (RAM이 곧 한도)",
+                "cgroup 한도(limit)": format_bytes(self.limit_bytes) if self.limit_bytes else
+                container_limits.shown("없음 (RAM이 곧 한도)", self.limit_applied),
                 "호스트 MemTotal": format_bytes(self.host_mem_total_bytes)}
 
 
@@ -570,4 +578,5 @@ def memory_view(workload) -> MemoryView:
     guest = workload.trace.guest if workload.trace else {}
     return MemoryView(kind=workload.kind, request_bytes=workload.memory_bytes,
                       mem_total_bytes=mem.get("MemTotal"), limit_bytes=guest.get("mem_limit_bytes"),
-                      host_mem_total_bytes=psutil.virtual_memory().total)
+                      host_mem_total_bytes=psutil.virtual_memory().total,
+                      limit_applied=(getattr(workload, "limits_enforced", None) or {}).get("memory"))

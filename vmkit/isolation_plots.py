@@ -6,6 +6,7 @@ background thread), in the Hangul-capable font `plots` registers.
 
 from __future__ import annotations
 
+from .container_limits import NOT_APPLIED, shown
 from .isolation import KIND_LABELS
 from .plots import KIND_COLORS, figure
 
@@ -19,7 +20,8 @@ def oom_timeline(run):
     xs = [t for t, _ in run.samples]
     ys = [b / MiB for _, b in run.samples]
     ax.plot(xs, ys, color=KIND_COLORS["container"], marker="o", markersize=3, label="쓰는 메모리 (cgroup)")
-    ax.axhline(limit, color="#b00020", linestyle="--", label=f"메모리 한도(limit) {limit:.0f} MiB")
+    ax.axhline(limit, color="#b00020", linestyle="--",
+               label=f"메모리 한도(limit) {shown(f'{limit:.0f} MiB', run.limit_applied)}")
     if run.oom_after_s is not None:
         ax.axvline(run.oom_after_s, color="#333", linestyle=":")
         ax.annotate(f"OOM 이벤트 {run.oom_after_s:.2f}초", (run.oom_after_s, limit * 1.12),
@@ -47,7 +49,9 @@ def cpu_rates(rates):
                    s=16, zorder=3, label="한 번의 측정" if i == 0 else None)
         ax.hlines(quota, i - 0.35, i + 0.35, color="#b00020", linestyle="--",
                   label="할당량(quota)" if i == 0 else None)
-    ax.set_xticks(range(len(quotas)), [f"CPU 할당량 {q:.2g}" if q < 1 else f"CPU 할당량 {q:.1f}" for q in quotas])
+    unapplied = f"\n({NOT_APPLIED})" if rates.applied is False else ""
+    ax.set_xticks(range(len(quotas)), [(f"CPU 할당량 {q:.2g}" if q < 1 else f"CPU 할당량 {q:.1f}") + unapplied
+                                       for q in quotas])
     ax.set_ylabel("CPU-초 / 실제 초")
     ax.set_ylim(0, max(max(quotas), 1.0) * 1.25)
     ax.set_title("바쁜 루프(busy loop) 하나가 얻은 CPU 시간")
@@ -70,6 +74,9 @@ def memory_views(views):
         if view.limit_bytes:
             ax.vlines(view.limit_bytes / MiB, i - width, i + width, color="#b00020", linewidth=2.5,
                       label="cgroup 한도(limit): 안에서는 안 보임")
+        elif view.limit_applied is False:
+            ax.text(view.request_bytes / MiB, i, f"  cgroup {NOT_APPLIED}", va="center", fontsize=8,
+                    color="#b00020")
     ax.set_yticks(range(len(views)), [KIND_LABELS.get(v.kind, v.kind) for v in views])
     ax.invert_yaxis()
     ax.set_xscale("log")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from . import container_limits
 from .compare import KIND_LABELS, KINDS
 from .errors import MissingComponent
 
@@ -186,10 +187,12 @@ def memory(records):
             return float("nan")
         return frame.loc[frame["kind"] == kind, column].median()
 
+    applied = [_memory_limit_applied(frame, kind) for kind in kinds]
     inside = []
-    for kind in kinds:
+    for kind, ok in zip(kinds, applied):
         limit = med(kind, "usage.mem_limit_bytes")
-        inside.append((limit if limit == limit else med(kind, "usage.guest_mem_total_bytes")) / MiB)
+        inside.append(0.0 if ok is False else  # no limit: the host's MemTotal is no limit either
+                      (limit if limit == limit else med(kind, "usage.guest_mem_total_bytes")) / MiB)
     series = [([med(k, "usage.rss_bytes") / MiB for k in kinds], "호스트 RSS", "#495057"),
               ([med(k, "usage.pss_bytes") / MiB for k in kinds], "호스트 PSS", "#adb5bd"),
               (inside, "안에서 쓸 수 있는 메모리 (VM: MemTotal, 컨테이너: cgroup 한도)", "#8ecae6")]
@@ -197,7 +200,11 @@ def memory(records):
     for s, (values, label, color) in enumerate(series):
         bars = ax.bar([i + (s - 1) * width for i in range(len(kinds))], values, width,
                       label=label, color=color)
-        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+        texts = ax.bar_label(bars, labels=[container_limits.shown(f"{v:.0f}", ok if values is inside else None)
+                                           for v, ok in zip(values, applied)], fontsize=8, padding=2)
+        for text in texts:
+            if text.get_text() == container_limits.NOT_APPLIED:
+                text.set_rotation(90)  # a word, not a number: upright along the empty bar
     for i, kind in enumerate(kinds):
         host_view = med(kind, "usage.guest_mem_total_bytes")
         if med(kind, "usage.mem_limit_bytes") == med(kind, "usage.mem_limit_bytes") and host_view == host_view:
@@ -211,6 +218,14 @@ def memory(records):
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(0, max(v for values, _, _ in series for v in values if v == v) * 1.35)
     return fig
+
+
+def _memory_limit_applied(frame, kind: str) -> bool | None:
+    """Whether the memory limit applied in every trial of `kind` (None: not a container, or unknown)."""
+    if "limits_enforced" not in frame:
+        return None
+    verdict = container_limits.combined(frame.loc[frame["kind"] == kind, "limits_enforced"])
+    return None if verdict is None else verdict["memory"]
 
 
 def density(results):

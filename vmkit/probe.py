@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import artifacts as artifacts_mod
-from . import background, engine, qemu
+from . import background, container_limits, engine, mode, qemu
 from .errors import VmkitError
 from .paths import state_dir
 
@@ -152,7 +152,8 @@ def kvm_status() -> tuple[bool, str]:
 
 def doctor(refresh: bool = False) -> dict:
     """Everything `vmkit doctor` reports, as a JSON-ready dict."""
-    report: dict = {"host": {"kernel": platform.release(), "cpus": os.cpu_count(),
+    report: dict = {"mode": mode.mode(),
+                    "host": {"kernel": platform.release(), "cpus": os.cpu_count(),
                              "machine": platform.machine()}}
     try:
         binary = qemu.qemu_binary()
@@ -187,19 +188,28 @@ def doctor(refresh: bool = False) -> dict:
         accelerators = {name: _unusable(name, why) for name in ("kvm", "tcg")}
     report["accelerators"] = accelerators
 
-    endpoint = engine.find()
-    if endpoint:
-        report["docker"] = {"usable": True, "endpoint": endpoint.url, "version": endpoint.version,
-                            "source": endpoint.source,
-                            "reason": f"도커 엔진(Docker Engine) {endpoint.version}이(가) 응답합니다 "
-                                      f"({_SOURCE_NAMES[endpoint.source]})."}
-        if arts:
-            report["guest"]["image_present"] = _image_present(endpoint, arts.image)
-    else:
-        report["docker"] = {"usable": False, "endpoint": None, "version": None, "source": None,
-                            "reason": _engine_missing_reason()}
-    report["ok"] = bool(accelerators["tcg"]["usable"] and report["docker"]["usable"])
+    report["engine"] = engine_status()
+    if report["engine"]["usable"] and arts:
+        report["guest"]["image_present"] = _image_present(engine.find(), arts.image)
+    report["ok"] = bool(accelerators["tcg"]["usable"] and report["engine"]["usable"])
     return report
+
+
+def engine_status() -> dict:
+    """The container engine vmkit would use: its kind, version, rootless, cgroup version,
+    whether it applies limits, and a reason to read (see `engine_kinds`)."""
+    endpoint = engine.find()
+    if endpoint is None:
+        return {"usable": False, "kind": None, "label": None, "version": None, "api_version": None,
+                "rootless": None, "cgroup_version": None, "limits_enforced": None,
+                "endpoint": None, "source": None, "reason": _engine_missing_reason()}
+    info = engine.describe(endpoint)
+    reason = f"{info.label} {info.version}이(가) 응답합니다 ({_SOURCE_NAMES[endpoint.source]})."
+    if not info.limits_enforced:
+        reason += (f" 단, {container_limits.why_not(info)}. 컨테이너의 메모리·CPU·프로세스 수: "
+                   f"{container_limits.NOT_APPLIED}. 일시 정지(pause)도 할 수 없습니다.")
+    return {"usable": True, **info.to_dict(), "endpoint": endpoint.url, "source": endpoint.source,
+            "reason": reason}
 
 
 def _engine_missing_reason() -> str:

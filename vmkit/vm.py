@@ -209,7 +209,7 @@ class VM(Workload):
         # Preflight: everything that can be refused is refused before QEMU starts.
         binary = qemu.qemu_binary(self.arch)
         arts = self.artifacts or artifacts_mod.require(self.arch)
-        self.accel, self.accel_reason = self._resolve_accel()
+        self.accel, self.accel_reason = resolve_accel(self.accel_request, self.arch)
         trace.accel, trace.accel_reason = self.accel, self.accel_reason
         if self._snapshot_stamp is not None:
             _check_stamp(self._snapshot_stamp, self._stamp(arts, binary), self._snapshot_path)
@@ -287,22 +287,6 @@ class VM(Workload):
                          extra_append=self.kernel_args)
         # Thread names ("CPU 0/KVM"; "ALL CPUs/TCG" under single-threaded TCG) show in `top -H`.
         return argv + ["-name", f"{self.name},debug-threads=on", *self.qemu_args]
-
-    def _resolve_accel(self) -> tuple[str, str]:
-        if self.accel_request == "tcg":
-            return "tcg", "요청대로 TCG(소프트웨어 에뮬레이션)를 씁니다."
-        usable, reason = kvm_status() if self.arch.native else (False, (
-            f"KVM을 쓸 수 없습니다: 게스트의 아키텍처(architecture) {self.arch.name}가 호스트"
-            f"({arches.host_arch()})와 달라, 호스트 CPU가 게스트의 명령어를 직접 실행할 수 없습니다."))
-        if self.accel_request == "kvm":
-            if not usable:  # the probe's reason already begins "KVM을 쓸 수 없습니다: ..."
-                raise MissingComponent(
-                    f"가속기(accelerator) 요청 accel='kvm' — {reason}",
-                    "accel='tcg'(느린 소프트웨어 에뮬레이션)나 accel='auto'로 부팅하세요.")
-            return "kvm", reason
-        if usable:
-            return "kvm", f"KVM으로 가속합니다 — {reason}"
-        return "tcg", f"TCG(소프트웨어 에뮬레이션)로 대신 실행합니다 — {reason}"
 
     def stop(self, graceful: bool = True) -> None:
         """Shut the guest down (power off, then QMP quit, then kill) and clean up.
@@ -927,6 +911,29 @@ def _check_accel(accel: str) -> str:
             f"가속기(accelerator) {accel!r}는 알 수 없습니다.",
             "'auto', 'kvm', 'tcg' 중 하나를 고르세요.")
     return value
+
+
+def resolve_accel(request: str, arch: "arches.Arch | str | None" = None) -> tuple[str, str]:
+    """(accelerator, Korean reason) a VM of `arch` asking for `request` ('auto', 'kvm', 'tcg') gets.
+
+    'auto' takes KVM only where a probe boot proved it usable (and the caller may open
+    /dev/kvm); the reason for falling back to TCG is kept, for the student to read.
+    """
+    arch = arches.lookup(arch)
+    if request == "tcg":
+        return "tcg", "요청대로 TCG(소프트웨어 에뮬레이션)를 씁니다."
+    usable, reason = kvm_status() if arch.native else (False, (
+        f"KVM을 쓸 수 없습니다: 게스트의 아키텍처(architecture) {arch.name}가 호스트"
+        f"({arches.host_arch()})와 달라, 호스트 CPU가 게스트의 명령어를 직접 실행할 수 없습니다."))
+    if request == "kvm":
+        if not usable:  # the probe's reason already begins "KVM을 쓸 수 없습니다: ..."
+            raise MissingComponent(
+                f"가속기(accelerator) 요청 accel='kvm' — {reason}",
+                "accel='tcg'(느린 소프트웨어 에뮬레이션)나 accel='auto'로 부팅하세요.")
+        return "kvm", reason
+    if usable:
+        return "kvm", f"KVM으로 가속합니다 — {reason}"
+    return "tcg", f"TCG(소프트웨어 에뮬레이션)로 대신 실행합니다 — {reason}"
 
 
 def kvm_status() -> tuple[bool, str]:

@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import compare as compare_mod
-from .. import plots
+from .. import container_limits, plots
 from ..units import format_bytes
 from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel, check_choice, check_number
 
@@ -176,8 +176,11 @@ def summary_html(records) -> str:
                     f"<td>{'' if ready is None else f'{ready:.3f}'}</td>"
                     f"<td>{'' if rss is None else format_bytes(rss)}</td>"
                     f"<td>{int(table.loc[(kind, 'ready_s'), 'count'])}</td></tr>")
+    applied = container_limits.combined(r.get("limits_enforced") for r in records)
+    note = ("" if applied is None or all(applied.values()) else
+            f"<div>컨테이너의 한도(limits): {html.escape(container_limits.summary(applied))}</div>")
     return (f"<table style='{TABLE_STYLE}'><tr><th>종류</th><th>준비 시간 중앙값(초)</th>"
-            "<th>호스트 RSS 중앙값</th><th>시행</th></tr>" + "".join(rows) + "</table>")
+            "<th>호스트 RSS 중앙값</th><th>시행</th></tr>" + "".join(rows) + "</table>" + note)
 
 
 def _phase_table(rows: list[tuple[str, float]]) -> str:
@@ -187,8 +190,12 @@ def _phase_table(rows: list[tuple[str, float]]) -> str:
 
 
 def _details_html(guest: dict, usage) -> str:
+    applied = getattr(usage, "limits_enforced", None)  # containers only
+    limit = applied and container_limits.shown(
+        format_bytes(usage.mem_limit_bytes) if usage.mem_limit_bytes else "-", applied["memory"])
     items = [("커널(kernel) 릴리스", guest.get("kernel")),
              ("안에서 보이는 MemTotal", usage.guest_mem_total_bytes and format_bytes(usage.guest_mem_total_bytes)),
+             ("메모리 한도(memory limit)", limit),
              ("호스트 RSS", format_bytes(usage.rss_bytes)), ("호스트 PSS", format_bytes(usage.pss_bytes)),
              ("CPU 시간(user+sys)", f"{usage.cpu_user_s + usage.cpu_system_s:.2f}초")]
     body = "".join(f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items if v)

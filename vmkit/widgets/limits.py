@@ -14,7 +14,7 @@ import time
 
 import ipywidgets as W
 
-from .. import isolation, isolation_plots, plots
+from .. import container_limits, isolation, isolation_plots, plots
 from ..container import Container
 from ..errors import VmkitError
 from ..units import format_bytes
@@ -27,7 +27,8 @@ OOM_RATE = "16M"
 #: drawing never delays the sampling).
 REDRAW_S = 0.5
 #: Engine events not worth showing to a student (vmkit's own looking inside).
-QUIET_EVENTS = ("EXEC_CREATE", "EXEC_START", "EXEC_DIE", "ATTACH", "CREATE", "START")
+QUIET_EVENTS = ("EXEC_CREATE", "EXEC_START", "EXEC_DIE", "ATTACH", "CREATE", "START",
+                "INIT", "CLEANUP")  # the last two: Podman's own
 _WIDE = {"description_width": "initial"}
 
 
@@ -83,6 +84,11 @@ class LimitsPanel(Panel):
             painter = _Painter(self.plot)
             try:  # the job stops its own container: Stop may come before start() made it
                 box.start()
+                if box.limits_enforced["memory"] is False:
+                    self.status.value = html.escape(
+                        f"메모리 {container_limits.NOT_APPLIED}: {container_limits.why_not(box.engine)}. "
+                        "한도를 넘어도 커널이 강제 종료(OOM kill)하지 않으므로 실험하지 않습니다.")
+                    return
                 self._began = time.monotonic()
                 box.on_event(self._on_event)
                 self.status.value = (f"컨테이너 안의 프로세스가 메모리를 초당 {OOM_RATE}iB씩 더 쓰는 중… "
@@ -157,6 +163,8 @@ class LimitsPanel(Panel):
                 self.plot.value = plots.png(isolation_plots.cpu_rates(rates))
             best = rates.best(quota) or 0.0
             busy = " (호스트가 다른 일로 바빠 할당량보다 적게 얻었습니다)" if best < 0.85 * min(quota, 1.0) else ""
+            if rates.applied is False:
+                busy = f" — CPU {container_limits.NOT_APPLIED}: 할당량과 관계없이 얻은 값입니다"
             self.status.value = ("중지했습니다." if rates.cancelled else
                                  f"<b>CPU 할당량 {quota:g}</b>: 바쁜 루프가 실제 1초에 최대 "
                                  f"{best:.2f} CPU-초를 얻었습니다{busy}.")
