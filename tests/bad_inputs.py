@@ -10,7 +10,8 @@ and a test checks that the committed file equals this module's output.
 
 A row is either an API call (`call`; for a parameter checked only at start time it calls
 `start()` too) that must raise `error`, a `VmkitError` subclass, or a `vmkit` command line
-(`argv`) that must exit with status 2 and print the message on stderr. `expect` is a part of
+(`argv`) that must exit with status 2 and print the message on stderr. A row may set or
+unset environment variables (`env`): class mode's refusals (`VMKIT_MODE=class`). `expect` is a part of
 the Korean message that does not depend on the host (its memory, CPU count and paths are
 left out). Nothing here is imported or called until a row runs.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from vmkit.errors import InvalidInput, VmkitError, WorkloadError
+from vmkit.errors import EngineError, InvalidInput, VmkitError, WorkloadError
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A file that exists and is not a vmkit snapshot (relative to the repository).
@@ -42,11 +43,12 @@ class Case:
     error: type[VmkitError] | None = None  # API rows; None for command lines (exit status 2)
     call: Callable[[], Any] | None = None
     argv: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str | None], ...] = ()  # (name, value); None: unset
 
     @property
     def id(self) -> str:
         if self.argv is not None:
-            return " ".join(self.argv)
+            return self.bad  # the command line as typed, environment included
         return f"{self.target}({self.parameter}={self.bad})"
 
 
@@ -86,23 +88,40 @@ def start(target: str, parameter: str, value: Any, expect: str, *, error=Invalid
 
 
 def method(target: str, parameter: str, shown: str, expect: str, call: Callable[[], Any], *,
-           error=InvalidInput) -> None:
-    """Any other call (classmethods, methods of a VM that never started)."""
-    CASES.append(Case(target, parameter, shown, expect, error, call))
+           error=InvalidInput, env: tuple[tuple[str, str | None], ...] = ()) -> None:
+    """Any other call (classmethods, methods of a VM that never started), in `env` if given."""
+    CASES.append(Case(target, parameter, shown, expect, error, call, env=env))
+
+
+def _environment(words: list[str]) -> tuple[tuple[tuple[str, str | None], ...], list[str]]:
+    """A shell command's leading `env -u NAME` and `NAME=value` words, and the rest."""
+    env = []
+    if words[:1] == ["env"]:
+        words = words[1:]
+    while words and (words[0] == "-u" or "=" in words[0]):
+        if words[0] == "-u":
+            env.append((words[1], None))
+            words = words[2:]
+        else:
+            name, _, value = words.pop(0).partition("=")
+            env.append((name, value))
+    return tuple(env), words
 
 
 def cli(command: str, expect: str, parameter: str | None = None, target: str | None = None) -> None:
-    """The command line `command` (it starts with `vmkit`) must exit 2 with `expect` on stderr.
+    """The command line `command` (it starts with `vmkit`, or sets the environment first with
+    `NAME=value` or `env -u NAME ...`) must exit 2 with `expect` on stderr.
 
     target: the (sub)command whose flag it is (default: `vmkit` and the first word after it).
     """
-    argv = tuple(shlex.split(command))
+    env, words = _environment(shlex.split(command))
+    argv = tuple(words)
     if target is None:
         target = " ".join(["vmkit", *[w for w in argv[1:2] if not w.startswith("-")]])
     if parameter is None:
         flags = [w.split("=")[0] for w in argv[1:] if w.startswith("--") and len(w) > 2]
         parameter = flags[-1] if flags else "(arguments)"
-    CASES.append(Case(target, parameter, command, expect, argv=argv))
+    CASES.append(Case(target, parameter, command, expect, argv=argv, env=env))
 
 
 # ---------------------------------------------------------------- vmkit.VM
@@ -350,6 +369,34 @@ cli(f"vmkit grade tests --out {NOT_A_SNAPSHOT}/grades.csv",
 cli("vmkit grade tests --out tests", "성적표 파일(--out) 'tests'은(는) 디렉터리(directory)입니다")
 
 
+# ---------------------------------------------------------------- class mode
+#: A student's server in class mode: no engine of its own to start, DOCKER_HOST or nothing.
+CLASS = (("VMKIT_MODE", "class"),)
+NO_HOST = (("DOCKER_HOST", None),)
+DEAD_HOST = (("DOCKER_HOST", f"unix://{MISSING}.sock"),)
+method("Container.start", "(environment)", "VMKIT_MODE=class, DOCKER_HOST unset",
+       "수업 모드(class mode)인데 DOCKER_HOST가 설정되지 않아", lambda: _vmkit("Container")().start(),
+       error=EngineError, env=CLASS + NO_HOST)
+method("Container.start", "(environment)", f"VMKIT_MODE=class, DOCKER_HOST=unix://{MISSING}.sock",
+       "의 컨테이너 엔진(container engine)이 응답하지 않습니다", lambda: _vmkit("Container")().start(),
+       error=EngineError, env=CLASS + DEAD_HOST)
+method("Container.start", "(environment)", "JUPYTERHUB_USER=kim, DOCKER_HOST unset",
+       "수업 모드(class mode)인데 DOCKER_HOST가 설정되지 않아", lambda: _vmkit("Container")().start(),
+       error=EngineError, env=(("VMKIT_MODE", None), ("JUPYTERHUB_USER", "kim")) + NO_HOST)
+method("Container.start", "(environment)", "VMKIT_MODE=banana",
+       "환경 변수 VMKIT_MODE의 값 'banana'는 알 수 없습니다", lambda: _vmkit("Container")().start(),
+       env=(("VMKIT_MODE", "banana"),))
+cli("VMKIT_MODE=class vmkit engine start", "수업 모드(class mode)에서는 vmkit이 컨테이너 엔진을 시작하지 않습니다",
+    parameter="(class mode)", target="vmkit engine start")
+cli("VMKIT_MODE=class vmkit engine exec -- true",
+    "수업 모드(class mode)에서는 vmkit이 컨테이너 엔진을 시작하지 않습니다", parameter="(class mode)",
+    target="vmkit engine exec")
+cli("env -u DOCKER_HOST VMKIT_MODE=class vmkit run", "podman system service --time=0",
+    parameter="(class mode)")
+cli(f"VMKIT_MODE=class DOCKER_HOST=unix://{MISSING}.sock vmkit compare --kinds container",
+    "의 컨테이너 엔진(container engine)이 응답하지 않습니다", parameter="(class mode)")
+
+
 # ---------------------------------------------------------------- the table
 
 def _cell(text: str) -> str:
@@ -374,7 +421,8 @@ def markdown() -> str:
         "here, and that nothing was started: no QEMU process, no container, no VM runtime dir,",
         "nothing in the temporary directory. Parameters checked only when a workload starts are",
         "tried through `start()` (`VM.start`, `Container.start`); they are refused before QEMU",
-        "or the container exists.",
+        "or the container exists. Rows with an environment show class mode's refusals",
+        "(`VMKIT_MODE=class`: vmkit starts no engine and uses only `DOCKER_HOST`).",
         "",
         "The message column shows the part of the message that does not depend on the host",
         "(host memory, CPU count and absolute paths are left out); the full message follows",

@@ -104,17 +104,25 @@ def run_cli(argv: tuple[str, ...], capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input(case: Case, nothing_started, capsys):
+def test_bad_input(case: Case, nothing_started, capsys, monkeypatch):
+    with monkeypatch.context() as env:  # the row's environment, undone before the checks
+        for name, value in case.env:
+            if value is None:
+                env.delenv(name, raising=False)
+            else:
+                env.setenv(name, value)
+        if case.argv is not None:
+            code, message = run_cli(case.argv, capsys)
+        else:
+            with pytest.raises(VmkitError) as info:
+                case.call()
+            message = str(info.value)
     if case.argv is not None:
-        code, message = run_cli(case.argv, capsys)
         assert code == 2, message
         for word in ENGLISH:
             assert word not in message, f"English on stderr: {message}"
     else:
-        with pytest.raises(VmkitError) as info:
-            case.call()
         assert type(info.value) is case.error, repr(info.value)
-        message = str(info.value)
     assert HANGUL.search(message), message
     assert case.expect in message, message
 

@@ -37,7 +37,7 @@ from typing import Callable
 from . import arches
 from .cpio import CpioWriter
 from .errors import ArtifactError, MissingComponent
-from .paths import cache_dir
+from .paths import cache_dir, cache_file
 
 #: Bump when the layout of the artifacts changes; part of every version key.
 SCHEMA = 3
@@ -151,8 +151,8 @@ def _apt_show(name: str, *options: str) -> dict[str, str]:
         lists_key = str(lists.stat().st_mtime_ns)
     except OSError:
         lists_key = "none"
-    memo_path = cache_dir() / (f"apt-memo-{_option(options, 'APT::Architecture')}.json"
-                               if options else "apt-memo.json")
+    memo_path = cache_file(f"apt-memo-{_option(options, 'APT::Architecture')}.json"
+                           if options else "apt-memo.json")
     try:
         memo = json.loads(memo_path.read_text())
         if memo.get("lists") != lists_key:

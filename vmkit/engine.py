@@ -111,9 +111,10 @@ def candidates() -> list[tuple[str, str, bool]]:
     In class mode `$DOCKER_HOST` is the only candidate: none if it is not set.
     """
     url = os.environ.get("DOCKER_HOST")
+    in_class = mode.is_class()  # an unknown VMKIT_MODE is refused here, whatever DOCKER_HOST says
     if url:
         return [("DOCKER_HOST", url, url == private_url())]
-    if mode.is_class():
+    if in_class:
         return []
     return [("system", SYSTEM_SOCKET, False), ("private", private_url(), True)]
 

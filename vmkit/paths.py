@@ -20,6 +20,14 @@ def state_dir() -> Path:
     return Path(base) / "vmkit"
 
 
+def cache_file(name: str) -> Path:
+    """Where vmkit keeps a small file it may rewrite (a memo) next to the cache: in the cache
+    dir, or in the state dir when the cache is shared and read-only (a class's, owned by root)."""
+    cache = cache_dir()
+    probe = cache if cache.exists() else cache.parent
+    return (cache if os.access(probe, os.W_OK | os.X_OK) else state_dir()) / name
+
+
 def private_dir(path: Path) -> Path:
     """Create `path` (and parents) and make it 0700: sockets inside are ours alone."""
     path.mkdir(parents=True, exist_ok=True)
