@@ -80,6 +80,7 @@ def cmd_density(args) -> int:
             print(f"  한계(limit): {result.limit}")
         print(f"  마지막 준비까지 {result.last_ready_s or 0:.2f}초, 전체 PSS {format_bytes(result.total_pss_bytes)}"
               f", 하나당 PSS {format_bytes(result.per_instance_pss_bytes or 0)}")
+        print(f"  환경(environment): {describe_environment(result.environment)}")
     return 0 if result.started == result.requested and not result.failures else 1
 
 

@@ -20,7 +20,7 @@ from .errors import EngineError, InvalidInput
 MODES = ("single", "class")
 LABELS = {"single": "단일 사용자 모드(single)", "class": "수업 모드(class mode)"}
 #: What the instructor sets up for each student (shown in class mode's errors).
-SETUP = ("강사(instructor)가 학생마다 rootless 포드맨(Podman) 서비스를 켜 두어야 합니다: "
+SETUP = ("강사(instructor)가 학생마다 루트리스(rootless) 포드맨(Podman) 서비스를 켜 두어야 합니다: "
          "`podman system service --time=0 unix://$XDG_RUNTIME_DIR/podman/podman.sock`, "
          "그리고 DOCKER_HOST=unix://$XDG_RUNTIME_DIR/podman/podman.sock "
          "(deploy/jupyterhub/ 참고). 강사에게 알려 주세요.")
