@@ -5,7 +5,9 @@ Runs, in one go on this host:
   trip, QEMU's RSS against guest RAM, and snapshot save/restore;
 - vmkit container start vs `docker run --rm` (bench_container);
 - density: N concurrent 128 MiB VMs and M concurrent 64 MiB containers;
-- with `--soak N` (off by default): N start/stop cycles of each kind, nothing piling up (soak).
+- with `--soak N` (off by default): N start/stop cycles of each kind, nothing piling up (soak);
+- as root, a class on the hub: 1 and 3 students running lab 01 at once, memory and CPU per
+  student, and what a 64-core KVM server would hold (bench_class).
 Prints one Korean table of medians and ratios and writes everything to a JSON file.
 
     python benchmarks/report.py --trials 10 --json bench-results.json
@@ -14,6 +16,7 @@ Prints one Korean table of medians and ratios and writes everything to a JSON fi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_container, bench_grading, bench_vm, soak  # noqa: E402
+from benchmarks import bench_class, bench_container, bench_grading, bench_vm, soak  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit import compare  # noqa: E402
 from vmkit.units import pad  # noqa: E402
@@ -35,7 +38,8 @@ ANCHORS = {
 }
 
 
-def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_cycles: int = 0) -> dict:
+def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_cycles: int = 0,
+        class_sizes: tuple[int, ...] = (1, 3)) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -52,7 +56,14 @@ def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_
     if soak_cycles:
         say(f"== 소크(soak): 종류마다 시작·중지 {soak_cycles}번 ==")
         soaked = soak.run(soak_cycles, progress=say)
+    hub = None
+    if class_sizes and os.geteuid() == 0:
+        say(f"== 수업 허브(JupyterHub): 학생 {', '.join(map(str, class_sizes))}명이 lab 01을 동시에 ==")
+        hub = bench_class.run(class_sizes, progress=say)
+    elif class_sizes:
+        say("수업 허브 벤치마크는 root로만 돌립니다 (학생 계정을 만들기 때문): 건너뜀")
     return {"vm": vm, "container": container, "density": density, "grading": grades, "soak": soaked,
+            "class_hub": hub,
             "anchors": ANCHORS, "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -88,6 +99,8 @@ def table(result: dict) -> str:
         rows += bench_grading.rows(result["grading"])
     if result.get("soak"):
         rows += soak.rows(result["soak"])
+    if result.get("class_hub"):
+        rows += bench_class.rows(result["class_hub"])
     return "\n".join(f"{pad(name, 40)}{pad(value, 22, right=True)}   {note}" for name, value, note in rows)
 
 
@@ -99,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grading", type=int, default=4, help="채점: lab 01 제출물 수 (0이면 건너뜀)")
     parser.add_argument("--soak", type=int, default=0, metavar="N",
                         help="소크(soak): 종류마다 시작·중지 N번 (기본 0: 건너뜀)")
+    parser.add_argument("--class-students", type=int, nargs="*", default=[1, 3], metavar="N",
+                        help="수업 허브: 동시에 lab 01을 돌릴 학생 수들 (비우면 건너뜀, root 필요)")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
     return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say,
-                              soak_cycles=args.soak), table, args.json)
+                              soak_cycles=args.soak, class_sizes=tuple(args.class_students)),
+                  table, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())

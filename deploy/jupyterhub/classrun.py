@@ -259,6 +259,8 @@ class Kernel:
             raw = await asyncio.wait_for(self.ws.read_message(), deadline - time.monotonic())
             if raw is None:
                 raise HubError("the kernel's websocket closed")
+            if isinstance(raw, bytes):
+                continue  # a message with binary buffers (widgets' comms), never a reply
             message = json.loads(raw)
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -322,7 +324,8 @@ def role(proc: psutil.Process) -> str:
 
 
 class Sampler:
-    """Once a second: each student's processes (via the cgroup), their uids, PSS and roles."""
+    """Once a second: each student's processes (via the cgroup), their uids, PSS and roles;
+    and the CPU time of each student's cgroup and QEMU processes over the whole run."""
 
     def __init__(self, students: dict[str, int], interval: float = 1.0):
         self.students = students  # name -> uid
@@ -330,6 +333,9 @@ class Sampler:
         self.qemu_uids: dict[str, set[int]] = {name: set() for name in students}
         self.foreign: list[str] = []  # a process in a student's cgroup not running as the student
         self.peaks = {name: Peak() for name in students}
+        self.cpu_start = {name: StudentCgroup(name).cpu_seconds() or 0.0 for name in students}
+        self.cpu_s: dict[str, float] = {}  # CPU time each student used while sampled
+        self.vm_cpu: dict[str, dict[int, float]] = {name: {} for name in students}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="class-sampler", daemon=True)
 
@@ -340,6 +346,13 @@ class Sampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        for name in self.students:
+            self.sample(name, self.students[name])
+            self.cpu_s[name] = (StudentCgroup(name).cpu_seconds() or 0.0) - self.cpu_start[name]
+
+    def vm_cpu_s(self, name: str) -> float:
+        """CPU time of the student's QEMU processes (as last seen alive; a lower bound)."""
+        return sum(self.vm_cpu[name].values())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -355,10 +368,12 @@ class Sampler:
                 kind = role(proc)
                 real_uid = proc.uids().real
                 pss = proc.memory_full_info().pss
+                times = proc.cpu_times() if kind == "vm" else None
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             if kind == "vm":
                 self.qemu_uids[name].add(real_uid)
+                self.vm_cpu[name][pid] = times.user + times.system
             if real_uid != uid and real_uid < 100000:  # container processes run as subuids
                 self.foreign.append(f"{name}: pid {pid} ({kind}) uid {real_uid}")
             parts[kind] = parts.get(kind, 0) + pss

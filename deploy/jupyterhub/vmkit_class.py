@@ -44,15 +44,18 @@ def cgroup_version() -> int:
 
 
 class StudentCgroup:
-    """The cgroup dirs of one student's server: `<hub's cgroup>/vmkit-class/<name>`."""
+    """The cgroup dirs of one student's server: `<hub's cgroup>/vmkit-class/<name>`.
+
+    memory and pids set the limits; cpuacct only counts (the class benchmark's CPU figures).
+    """
 
     def __init__(self, name: str):
         if cgroup_version() == 2:
             base = CGROUP_ROOT / own_cgroup("").lstrip("/") / "vmkit-class"
-            self.dirs = {"memory": base / name, "pids": base / name}
+            self.dirs = {"memory": base / name, "pids": base / name, "cpuacct": base / name}
         else:
             self.dirs = {controller: CGROUP_ROOT / controller / own_cgroup(controller).lstrip("/")
-                         / "vmkit-class" / name for controller in ("memory", "pids")}
+                         / "vmkit-class" / name for controller in ("memory", "pids", "cpuacct")}
 
     def create(self, mem_limit: int | None, tasks_max: int) -> None:
         if cgroup_version() == 2:
@@ -86,6 +89,16 @@ class StudentCgroup:
         name = "memory.current" if cgroup_version() == 2 else "memory.usage_in_bytes"
         try:
             return int((self.dirs["memory"] / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by every process the student's server ever ran (user + system)."""
+        try:
+            if cgroup_version() == 2:
+                stat = (self.dirs["cpuacct"] / "cpu.stat").read_text().split()
+                return int(stat[stat.index("usage_usec") + 1]) / 1e6
+            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
         except (OSError, ValueError):
             return None
 
