@@ -113,7 +113,7 @@ def test_doctor_json_in_class_mode_on_rootless_podman(clean_env, podman_engine, 
     assert cli.main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["mode"] == "class"
-    assert set(report["engine"]) == DOCTOR_ENGINE_KEYS
+    assert set(report["engine"]) == DOCTOR_ENGINE_KEYS and report["docker"] == report["engine"]
     found = report["engine"]
     assert (found["kind"], found["rootless"], found["cgroup_version"], found["limits_enforced"]) == \
         ("podman", True, 1, False)

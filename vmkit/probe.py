@@ -188,7 +188,8 @@ def doctor(refresh: bool = False) -> dict:
         accelerators = {name: _unusable(name, why) for name in ("kvm", "tcg")}
     report["accelerators"] = accelerators
 
-    report["engine"] = engine_status()
+    # "docker" is the same report under the name the labs (and students' copies of them) use.
+    report["engine"] = report["docker"] = engine_status()
     if report["engine"]["usable"] and arts:
         report["guest"]["image_present"] = _image_present(engine.find(), arts.image)
     report["ok"] = bool(accelerators["tcg"]["usable"] and report["engine"]["usable"])
