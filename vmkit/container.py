@@ -200,6 +200,11 @@ class Container(Workload):
         return self._state in ("running", "paused") and not self._engine_lost
 
     @property
+    def _engine_label(self) -> str:
+        """The engine's name for messages (Docker's until start() reached the engine)."""
+        return self.engine.label if self.engine is not None else engine_kinds.KINDS[engine_kinds.DEFAULT].label
+
+    @property
     def short_id(self) -> str | None:
         return self.id[:12] if self.id else None
 
@@ -399,7 +404,7 @@ class Container(Workload):
                 else:
                     self.last_stop["error"] = _engine_message(exc)
             except (*_connection_errors(), requests.exceptions.RequestException) as exc:
-                self.last_stop["error"] = f"도커 엔진(Docker Engine)에 연결할 수 없습니다: {exc}"
+                self.last_stop["error"] = f"{self._engine_label}에 연결할 수 없습니다: {exc}"
             finally:
                 if removed:
                     self._forget()
@@ -545,7 +550,7 @@ class Container(Workload):
                 time.monotonic() - self.exit.get("at", 0) < 15.0:
             # The engine stopped its containers on the way down: not someone's kill.
             self.exit.update(how="engine-stopped", reason=(
-                "도커 엔진(Docker Engine)이 멈추면서(또는 재시작하면서) 컨테이너를 멈췄습니다 "
+                f"{self._engine_label}이(가) 멈추면서(또는 재시작하면서) 컨테이너를 멈췄습니다 "
                 f"(engine stopped, signal {self.exit['signal']})."))
         with self._cond:
             self._cond.notify_all()
@@ -573,7 +578,7 @@ class Container(Workload):
         except _connection_errors():
             self._engine_lost = True
             return EngineError(
-                "도커 엔진(Docker Engine)과의 연결이 끊겼습니다: 엔진이 멈췄거나 재시작 중입니다.",
+                f"{self._engine_label}과(와)의 연결이 끊겼습니다: 엔진이 멈췄거나 재시작 중입니다.",
                 f"{mode_mod.engine_hint()} 이 컨테이너는 stop() 후 새로 시작하세요.")
         except docker.errors.NotFound:
             self.exit = self.exit or {"how": "removed", "exit_code": None, "signal": None,
@@ -587,7 +592,7 @@ class Container(Workload):
             self.exit = self.exit or {
                 "how": "engine-restarted", "exit_code": state.get("ExitCode"), "signal": None,
                 "oom_events": self._ooms,
-                "reason": "도커 엔진(Docker Engine)이 재시작되면서 컨테이너가 멈췄습니다 (engine restarted)."}
+                "reason": f"{self._engine_label}이(가) 재시작되면서 컨테이너가 멈췄습니다 (engine restarted)."}
             return None
         if not state.get("Running"):
             self._state = "exited"
