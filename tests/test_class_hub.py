@@ -44,9 +44,11 @@ HOLD = """
 import json, os, vmkit
 held_vm = vmkit.VM(memory="128M"); held_vm.start()
 held_ct = vmkit.Container(memory="64M"); held_ct.start()
+report = vmkit.doctor()
 print(json.dumps({"uid": os.getuid(), "qmp": str(held_vm.qmp_socket), "qemu_pid": held_vm.pid,
                   "engine": os.environ["DOCKER_HOST"].removeprefix("unix://"),
-                  "container": held_ct.id}))
+                  "container": held_ct.id, "doctor": {"mode": report["mode"], **report["engine"]},
+                  "kvm": report["accelerators"]["kvm"], "accel": held_vm.trace.accel}))
 """
 
 #: Run in a student's kernel: try to connect to other students' sockets.
@@ -183,6 +185,21 @@ def test_each_students_qemu_ran_as_that_student(class_run):
         assert class_run.sampler.qemu_uids[name] == {user.uid}, name
         assert class_run.held[name]["uid"] == user.uid
     assert class_run.sampler.foreign == []
+
+
+def test_vmkit_runs_in_class_mode_on_the_students_rootless_podman(class_run):
+    for name, info in class_run.held.items():
+        doctor = info["doctor"]
+        assert (doctor["mode"], doctor["kind"], doctor["rootless"], doctor["usable"]) == \
+            ("class", "podman", True, True), name
+        if doctor["cgroup_version"] == 1:  # rootless Podman cannot apply limits there
+            assert doctor["limits_enforced"] is False
+        # Students are in no kvm group: unless /dev/kvm is open to all, they get TCG and the
+        # reason says what would give them KVM.
+        if not Path("/dev/kvm").exists() or os.stat("/dev/kvm").st_mode & 0o006 != 0o006:
+            assert info["accel"] == "tcg"
+            assert not info["kvm"]["usable"]
+            assert "kvm 그룹" in info["kvm"]["reason"] or "/dev/kvm" in info["kvm"]["reason"]
 
 
 def test_each_students_containers_are_only_in_their_own_engine(class_run):
