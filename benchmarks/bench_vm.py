@@ -73,23 +73,39 @@ def qmp_round_trip(vm: VM, n: int = 200) -> dict:
             "min_ms": times[0]}
 
 
-def snapshot_figures(vm: VM, restores: int = 3) -> dict:
-    """Save the running guest, then restore it a few times to ready."""
+def snapshot_figures(vm: VM, restores: int = 5) -> dict:
+    """Save the running guest, then restore it a few times to ready, phase by phase
+    (spawned, qmp_ready, restored = the state read, resumed = `cont`, ready = the agent)."""
     with tempfile.TemporaryDirectory(prefix="vmkit-bench-") as tmp:
         path = Path(tmp) / "guest.vmkit"
         saved = vm.snapshot(path)
-        ready, uptimes = [], []
+        ready, uptimes, phases = [], [], []
         for _ in range(restores):
             restored = VM.restore(path)
             try:
                 ready.append(restored.trace.ready_s)
                 uptimes.append(restored.trace.guest.get("uptime_s"))
+                phases.append(restored.trace.seconds())
             finally:
                 restored.stop(graceful=False)
+        names = list(phases[0]) if phases else []
         return {"bytes": saved["bytes"], "save_s": saved["seconds"],
                 "guest_uptime_at_save_s": saved["guest_uptime_s"],
                 "restore_ready_s": ready, "restore_ready_median_s": statistics.median(ready),
+                "restore_phases_median_s": {name: _median(p.get(name) for p in phases)
+                                            for name in names},
                 "guest_uptime_after_restore_s": uptimes}
+
+
+def restore_goal(result: dict) -> dict:
+    """Restore-to-agent against 0.5 × (the cold boot's spawn → QMP, plus the state read)."""
+    cold = result["vmkit"]["phases_median_s"].get("qmp_ready")
+    phases = result["snapshot"]["restore_phases_median_s"]
+    read = (phases.get("restored") or 0) - (phases.get("qmp_ready") or 0)
+    ready = result["snapshot"]["restore_ready_median_s"]
+    bound = 0.5 * (cold + read) if cold is not None else None
+    return {"state_read_s": round(read, 4), "bound_s": bound,
+            "met": None if bound is None else ready <= bound}
 
 
 def _median(values):
@@ -219,6 +235,17 @@ def initcall_line(result: dict) -> str:
             ", ".join(f"{c['initcall']} {c['seconds'] * 1000:.0f} ms" for c in ic["top"]))
 
 
+def restore_line(result: dict) -> str:
+    goal = restore_goal(result)
+    phases = result["snapshot"]["restore_phases_median_s"]
+    verdict = ("" if goal["met"] is None else
+               f"; 목표 ≤ 0.5 × (콜드 부팅의 QMP까지 + 상태 읽기) = {goal['bound_s']:.3f} s "
+               f"{'✔' if goal['met'] else '✘'}")
+    return ("복원 단계(restore phase) 중앙값: " +
+            ", ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items() if seconds is not None) +
+            f" (상태 읽기 {goal['state_read_s']:.3f} s){verdict}")
+
+
 def summary(result: dict) -> str:
     """A short Korean summary of `run()`'s result."""
     v, m, s = result["vmkit"], result["memory"], result["snapshot"]
@@ -233,6 +260,7 @@ def summary(result: dict) -> str:
         f" ({m['rss_over_guest_ram']:.2f}배)",
         f"스냅샷(snapshot): {s['bytes'] / 2**20:.1f} MiB, 저장 {s['save_s']:.3f} s,"
         f" 복원→준비 중앙값 {s['restore_ready_median_s']:.3f} s",
+        restore_line(result),
         "목표(goals): " + ", ".join(f"{k} {'✔' if ok else '✘'}" for k, ok in result["goals"].items()),
     ]
     return "\n".join(lines)

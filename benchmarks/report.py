@@ -6,6 +6,8 @@ Runs, in one go on this host:
   round trip, QEMU's RSS against guest RAM, and snapshot save/restore;
 - vmkit container start vs `docker run --rm` (bench_container);
 - density: N concurrent 128 MiB VMs and M concurrent 64 MiB containers;
+- one VM's memory: 50 boots per TCG translation-buffer size (the success rate), an idle VM's
+  PSS from smaps by kind, per-VM PSS with 8 and 16 at once (vm_memory);
 - with `--soak N` (off by default): N start/stop cycles of each kind, nothing piling up (soak);
 - as root, a class on the hub: 1 and 3 students running lab 01 at once, memory and CPU per
   student, and what a 64-core KVM server would hold (bench_class).
@@ -25,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_class, bench_container, bench_grading, bench_vm, soak  # noqa: E402
+from benchmarks import bench_class, bench_container, bench_grading, bench_vm, soak, vm_memory  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit import compare  # noqa: E402
 from vmkit.units import pad  # noqa: E402
@@ -40,7 +42,8 @@ ANCHORS = {
 
 
 def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_cycles: int = 0,
-        class_sizes: tuple[int, ...] = (1, 3)) -> dict:
+        class_sizes: tuple[int, ...] = (1, 3), memory_boots: int = 50,
+        tb_sizes: tuple[int, ...] = (0, 16, 32)) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -49,6 +52,11 @@ def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_
     say(f"== 밀도(density): VM {vms}개 (128 MiB), 컨테이너 {containers}개 (64 MiB) ==")
     density = [compare.density("vm", vms, memory="128M", parallel=4).to_dict(),
                compare.density("container", containers, memory="64M", parallel=8).to_dict()]
+    memory = None
+    if memory_boots:
+        say(f"== VM 하나의 메모리: 번역 버퍼(tb-size) {', '.join(map(vm_memory.label, tb_sizes))}, "
+            f"설정마다 {memory_boots}번 부팅 ==")
+        memory = vm_memory.run(memory_boots, tb_sizes, counts=(1, 8, 16), progress=say)
     grades = None
     if grading:
         say(f"== 채점(grading): lab 01 제출물 {grading}개, 워커 1개와 2개 ==")
@@ -63,7 +71,8 @@ def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_
         hub = bench_class.run(class_sizes, progress=say)
     elif class_sizes:
         say("수업 허브 벤치마크는 root로만 돌립니다 (학생 계정을 만들기 때문): 건너뜀")
-    return {"vm": vm, "container": container, "density": density, "grading": grades, "soak": soaked,
+    return {"vm": vm, "container": container, "density": density, "vm_memory": memory,
+            "grading": grades, "soak": soaked,
             "class_hub": hub,
             "anchors": ANCHORS, "seconds": round(time.monotonic() - started, 1)}
 
@@ -81,7 +90,7 @@ def table(result: dict) -> str:
         ("커널 initcall (initcall_debug 1회)", f"{vm['initcalls']['total_s']:.2f} s",
          bench_vm.initcall_line(vm).split(": ", 1)[1]),
         ("VM 스냅샷 복원→준비", f"{vm['snapshot']['restore_ready_median_s']:.3f} s",
-         f"스냅샷 {vm['snapshot']['bytes'] / MiB:.0f} MiB"),
+         f"스냅샷 {vm['snapshot']['bytes'] / MiB:.0f} MiB · " + bench_vm.restore_line(vm).split(": ", 1)[1]),
         ("QMP query-status 왕복", f"{vm['qmp']['median_ms']:.2f} ms", "목표 ≤ 5 ms"),
         ("QEMU RSS / 게스트 RAM", f"{vm['memory']['qemu_rss_bytes'] / MiB:.0f} / "
          f"{vm['memory']['guest_ram_bytes'] / MiB:.0f} MiB", f"{vm['memory']['rss_over_guest_ram']:.2f}배"),
@@ -101,6 +110,8 @@ def table(result: dict) -> str:
                      f"{d['started']}개 성공, 실패 {len(d['failures'])}",
                      f"하나당 PSS {(d['per_instance_pss_bytes'] or 0) / MiB:.1f} MiB, "
                      f"전체 {d['total_pss_bytes'] / MiB:.0f} MiB, 마지막 준비 {d['last_ready_s'] or 0:.1f} s"))
+    if result.get("vm_memory"):
+        rows += vm_memory.rows(result["vm_memory"])
     if result.get("grading"):
         rows += bench_grading.rows(result["grading"])
     if result.get("soak"):
@@ -118,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grading", type=int, default=4, help="채점: lab 01 제출물 수 (0이면 건너뜀)")
     parser.add_argument("--soak", type=int, default=0, metavar="N",
                         help="소크(soak): 종류마다 시작·중지 N번 (기본 0: 건너뜀)")
+    parser.add_argument("--memory-boots", type=int, default=50, metavar="N",
+                        help="VM 메모리: 번역 버퍼 설정마다 부팅할 횟수 (0이면 건너뜀)")
+    parser.add_argument("--tb-sizes", type=int, nargs="+", default=[0, 16, 32], metavar="MIB",
+                        help="VM 메모리: 비교할 번역 버퍼 크기 (0: QEMU 기본값)")
     parser.add_argument("--class-students", type=int, nargs="*", default=[1, 3], metavar="N",
                         help="수업 허브: 동시에 lab 01을 돌릴 학생 수들 (비우면 건너뜀, root 필요)")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
     return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say,
-                              soak_cycles=args.soak, class_sizes=tuple(args.class_students)),
+                              soak_cycles=args.soak, class_sizes=tuple(args.class_students),
+                              memory_boots=args.memory_boots, tb_sizes=tuple(args.tb_sizes)),
                   table, args.json)
 
 if __name__ == "__main__":
