@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from statistics import median_high
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -58,16 +59,11 @@ def run_class(count: int, progress=say) -> dict:
     return {"students": count, "wall_s": round(wall, 1), "per_student": students}
 
 
-def median(values: list[float]) -> float:
-    values = sorted(values)
-    return values[len(values) // 2]
-
-
 def estimate(one: dict, many: dict) -> dict:
     """Students a 64-core, 256 GiB KVM server holds, from the measured figures (shown)."""
-    peak = median([s["peak_pss_bytes"] for s in many["per_student"]])
-    cpu = median([s["cpu_s"] for s in many["per_student"]])
-    vm_cpu = median([s["vm_cpu_s"] for s in many["per_student"]])
+    peak = median_high([s["peak_pss_bytes"] for s in many["per_student"]])
+    cpu = median_high([s["cpu_s"] for s in many["per_student"]])
+    vm_cpu = median_high([s["vm_cpu_s"] for s in many["per_student"]])
     wall_one = one["wall_s"]
     by_memory = (SERVER["ram_bytes"] - SERVER["host_reserve_bytes"]) // peak
     # CPU: all students start the lab together and should finish within the time one student
@@ -102,9 +98,9 @@ def rows(result: dict) -> list[tuple[str, str, str]]:
     for entry in result["classes"]:
         each = entry["per_student"]
         out.append((f"수업 허브, lab 01 학생 {entry['students']}명 동시", f"{entry['wall_s']:.1f} s",
-                    f"학생당 최대 PSS {median([s['peak_pss_bytes'] for s in each]) / MiB:.0f} MiB, "
-                    f"CPU {median([s['cpu_s'] for s in each]):.0f} s "
-                    f"(QEMU {median([s['vm_cpu_s'] for s in each]):.0f} s), "
+                    f"학생당 최대 PSS {median_high([s['peak_pss_bytes'] for s in each]) / MiB:.0f} MiB, "
+                    f"CPU {median_high([s['cpu_s'] for s in each]):.0f} s "
+                    f"(QEMU {median_high([s['vm_cpu_s'] for s in each]):.0f} s), "
                     f"오류 {sum(s['errors'] for s in each)}"))
     if result.get("estimate"):
         guess = result["estimate"]

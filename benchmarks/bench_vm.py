@@ -222,27 +222,26 @@ def why(result: dict, name: str) -> str:
             f"{b['ready_median_s'] - b['first_output_median_s']:.3f} s)")
 
 
-def phase_line(result: dict) -> str:
+def phases_text(result: dict) -> str:
     """vmkit's per-phase medians, seconds from spawn."""
-    return "vmkit 단계(phase) 중앙값: " + ", ".join(
+    return ", ".join(
         f"{name} {seconds:.3f}" for name, seconds in result["vmkit"]["phases_median_s"].items()
         if seconds is not None)
 
 
-def initcall_line(result: dict) -> str:
-    ic = result["initcalls"]
-    return (f"커널 initcall {ic['count']}개 합계 {ic['total_s']:.2f} s, 느린 10개: " +
-            ", ".join(f"{c['initcall']} {c['seconds'] * 1000:.0f} ms" for c in ic["top"]))
+def initcalls_text(result: dict) -> str:
+    """The kernel's slowest initcalls, in milliseconds."""
+    return ", ".join(f"{c['initcall']} {c['seconds'] * 1000:.0f} ms" for c in result["initcalls"]["top"])
 
 
-def restore_line(result: dict) -> str:
+def restore_text(result: dict) -> str:
+    """The restore's per-phase medians, the state read, and the goal's verdict."""
     goal = restore_goal(result)
     phases = result["snapshot"]["restore_phases_median_s"]
     verdict = ("" if goal["met"] is None else
                f"; 목표 ≤ 0.5 × (콜드 부팅의 QMP까지 + 상태 읽기) = {goal['bound_s']:.3f} s "
                f"{'✔' if goal['met'] else '✘'}")
-    return ("복원 단계(restore phase) 중앙값: " +
-            ", ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items() if seconds is not None) +
+    return (", ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items() if seconds is not None) +
             f" (상태 읽기 {goal['state_read_s']:.3f} s){verdict}")
 
 
@@ -253,14 +252,15 @@ def summary(result: dict) -> str:
         f"부팅→준비(ready) 중앙값(median), {result['trials']}회 번갈아 측정, 가속기 {result['accel']}:",
         f"  vmkit      {v['ready_median_s']:.3f} s  (start() 전체 {v['start_wall_median_s']:.3f} s, 실패 {v['failures']})",
         *baseline_lines(result),
-        phase_line(result),
-        initcall_line(result),
+        f"vmkit 단계(phase) 중앙값: {phases_text(result)}",
+        f"커널 initcall {result['initcalls']['count']}개 합계 {result['initcalls']['total_s']:.2f} s, "
+        f"느린 10개: {initcalls_text(result)}",
         f"QMP query-status 왕복(round trip): 중앙값 {result['qmp']['median_ms']:.2f} ms, p90 {result['qmp']['p90_ms']:.2f} ms",
         f"메모리: 게스트 RAM {m['guest_ram_bytes'] / 2**20:.0f} MiB, QEMU RSS {m['qemu_rss_bytes'] / 2**20:.0f} MiB"
         f" ({m['rss_over_guest_ram']:.2f}배)",
         f"스냅샷(snapshot): {s['bytes'] / 2**20:.1f} MiB, 저장 {s['save_s']:.3f} s,"
         f" 복원→준비 중앙값 {s['restore_ready_median_s']:.3f} s",
-        restore_line(result),
+        f"복원 단계(restore phase) 중앙값: {restore_text(result)}",
         "목표(goals): " + ", ".join(f"{k} {'✔' if ok else '✘'}" for k, ok in result["goals"].items()),
     ]
     return "\n".join(lines)

@@ -86,11 +86,11 @@ def table(result: dict) -> str:
            f"vmkit/{name} {b['ratio'] or 0:.2f}" + (f", 목표 ≤ {b['goal']} {'✔' if b['met'] else '✘'}"
                                                    if b["goal"] else "") + f" · $ {b['command']}")
           for name, b in vm["baselines"].items()],
-        ("VM 단계(phase) 중앙값, vmkit", "", bench_vm.phase_line(vm).split(": ", 1)[1]),
+        ("VM 단계(phase) 중앙값, vmkit", "", bench_vm.phases_text(vm)),
         ("커널 initcall (initcall_debug 1회)", f"{vm['initcalls']['total_s']:.2f} s",
-         bench_vm.initcall_line(vm).split(": ", 1)[1]),
+         bench_vm.initcalls_text(vm)),
         ("VM 스냅샷 복원→준비", f"{vm['snapshot']['restore_ready_median_s']:.3f} s",
-         f"스냅샷 {vm['snapshot']['bytes'] / MiB:.0f} MiB · " + bench_vm.restore_line(vm).split(": ", 1)[1]),
+         f"스냅샷 {vm['snapshot']['bytes'] / MiB:.0f} MiB · " + bench_vm.restore_text(vm)),
         ("QMP query-status 왕복", f"{vm['qmp']['median_ms']:.2f} ms", "목표 ≤ 5 ms"),
         ("QEMU RSS / 게스트 RAM", f"{vm['memory']['qemu_rss_bytes'] / MiB:.0f} / "
          f"{vm['memory']['guest_ram_bytes'] / MiB:.0f} MiB", f"{vm['memory']['rss_over_guest_ram']:.2f}배"),

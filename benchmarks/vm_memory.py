@@ -23,8 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import finish, say  # noqa: E402
-from vmkit import artifacts as artifacts_mod  # noqa: E402
-from vmkit import qemu, smaps  # noqa: E402
+from vmkit import smaps  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.vm import VM  # noqa: E402
 
@@ -73,12 +72,6 @@ def label(mib: int) -> str:
     return f"tb-size={mib}" if mib else "QEMU 기본값"
 
 
-def accounting(vm: VM) -> dict[str, int]:
-    arts = artifacts_mod.require()
-    return smaps.of_pid(vm.pid, vm.memory_bytes, (str(arts.kernel), str(arts.initrd)),
-                        qemu.qemu_binary())
-
-
 def idle(count: int) -> dict:
     """`count` idle VMs at once: the per-VM PSS (median) and one VM's breakdown."""
     with ExitStack() as stack:
@@ -89,7 +82,7 @@ def idle(count: int) -> dict:
             vm.start(timeout=120)
             vms.append(vm)
         time.sleep(SETTLE_S)
-        each = [accounting(vm) for vm in vms]
+        each = [smaps.of_vm(vm) for vm in vms]
     totals = sorted(entry["total"] for entry in each)
     return {"vms": count, "per_vm_pss_bytes": statistics.median(totals),
             "breakdown_bytes": each[len(each) // 2]}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vmkit import artifacts, qemu, smaps
+from vmkit import qemu, smaps
 from vmkit.vm import VM
 
 SMAPS = """\
@@ -55,10 +55,8 @@ def test_translation_buffer_size_goes_into_the_accel_option(monkeypatch):
 
 @pytest.mark.integration
 def test_a_real_idle_vm_is_accounted_for(guest_artifacts):
-    arts = artifacts.require()
     with VM(memory="128M") as vm:
-        totals = smaps.of_pid(vm.pid, vm.memory_bytes, (str(arts.kernel), str(arts.initrd)),
-                              qemu.qemu_binary())
+        totals = smaps.of_vm(vm)
     assert totals["total"] == sum(totals[kind] for kind in smaps.KINDS)
     assert 0 < totals["guest_ram"] <= 128 << 20
     assert totals["kernel"] > 0 and totals["qemu_binary"] > 0 and totals["libraries"] > 0

@@ -59,3 +59,12 @@ def of_pid(pid: int, guest_ram_bytes: int, kernel_paths: tuple[str, ...] = (),
            qemu_path: str = "") -> dict[str, int]:
     return accounting(Path(f"/proc/{pid}/smaps").read_text(), guest_ram_bytes,
                       kernel_paths, qemu_path)
+
+
+def of_vm(vm) -> dict[str, int]:
+    """PSS per kind of a running `vmkit.VM`'s QEMU (its kernel, initramfs and binary known)."""
+    from . import artifacts, qemu
+
+    arts = vm.artifacts or artifacts.require(vm.arch)
+    return of_pid(vm.pid, vm.memory_bytes, (str(arts.kernel), str(arts.initrd)),
+                  qemu.qemu_binary(arts.arch))

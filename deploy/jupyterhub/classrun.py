@@ -333,7 +333,8 @@ class Sampler:
         self.qemu_uids: dict[str, set[int]] = {name: set() for name in students}
         self.foreign: list[str] = []  # a process in a student's cgroup not running as the student
         self.peaks = {name: Peak() for name in students}
-        self.cpu_start = {name: StudentCgroup(name).cpu_seconds() or 0.0 for name in students}
+        self.cgroups = {name: StudentCgroup(name) for name in students}
+        self.cpu_start = {name: cgroup.cpu_seconds() or 0.0 for name, cgroup in self.cgroups.items()}
         self.cpu_s: dict[str, float] = {}  # CPU time each student used while sampled
         self.vm_cpu: dict[str, dict[int, float]] = {name: {} for name in students}
         self._stop = threading.Event()
@@ -348,7 +349,7 @@ class Sampler:
         self._thread.join()
         for name in self.students:
             self.sample(name, self.students[name])
-            self.cpu_s[name] = (StudentCgroup(name).cpu_seconds() or 0.0) - self.cpu_start[name]
+            self.cpu_s[name] = (self.cgroups[name].cpu_seconds() or 0.0) - self.cpu_start[name]
 
     def vm_cpu_s(self, name: str) -> float:
         """CPU time of the student's QEMU processes (as last seen alive; a lower bound)."""
@@ -360,7 +361,7 @@ class Sampler:
                 self.sample(name, uid)
 
     def sample(self, name: str, uid: int) -> None:
-        cgroup = StudentCgroup(name)
+        cgroup = self.cgroups[name]
         parts: dict[str, int] = {}
         for pid in cgroup.pids():
             try:

@@ -27,6 +27,8 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
+from vmkit.environment import host_cgroup_version
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -39,10 +41,6 @@ def own_cgroup(controller: str) -> str:
     return "/"
 
 
-def cgroup_version() -> int:
-    return 2 if (CGROUP_ROOT / "cgroup.controllers").exists() else 1
-
-
 class StudentCgroup:
     """The cgroup dirs of one student's server: `<hub's cgroup>/vmkit-class/<name>`.
 
@@ -50,7 +48,8 @@ class StudentCgroup:
     """
 
     def __init__(self, name: str):
-        if cgroup_version() == 2:
+        self.version = host_cgroup_version()
+        if self.version == 2:
             base = CGROUP_ROOT / own_cgroup("").lstrip("/") / "vmkit-class"
             self.dirs = {"memory": base / name, "pids": base / name, "cpuacct": base / name}
         else:
@@ -58,7 +57,7 @@ class StudentCgroup:
                          / "vmkit-class" / name for controller in ("memory", "pids", "cpuacct")}
 
     def create(self, mem_limit: int | None, tasks_max: int) -> None:
-        if cgroup_version() == 2:
+        if self.version == 2:
             folder = self.dirs["memory"]
             for parent in (folder.parent.parent, folder.parent):
                 parent.mkdir(exist_ok=True)
@@ -86,7 +85,7 @@ class StudentCgroup:
 
     def memory_bytes(self) -> int | None:
         """What the student's processes use now (the cgroup's memory usage)."""
-        name = "memory.current" if cgroup_version() == 2 else "memory.usage_in_bytes"
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         try:
             return int((self.dirs["memory"] / name).read_text())
         except (OSError, ValueError):
@@ -95,7 +94,7 @@ class StudentCgroup:
     def cpu_seconds(self) -> float | None:
         """CPU time used by every process the student's server ever ran (user + system)."""
         try:
-            if cgroup_version() == 2:
+            if self.version == 2:
                 stat = (self.dirs["cpuacct"] / "cpu.stat").read_text().split()
                 return int(stat[stat.index("usage_usec") + 1]) / 1e6
             return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
