@@ -349,6 +349,14 @@ def test_runaway_guest_command_is_killed_and_its_output_bounded(fresh):
     assert out.startswith("x" * 1000) and "output truncated" in out
     assert OUTPUT_LIMIT <= len(out) < OUTPUT_LIMIT + 500
     assert psutil.Process().memory_info().rss - rss_before < 64 * MiB
+    # The handshake's builtin answers /proc/uptime's line from the agent's own shell: the
+    # guest's last pid does not move (no fork), unlike for a real command.
+    last_pid = lambda: int(vm.guest("cat /proc/loadavg").split()[-1])  # noqa: E731
+    before = last_pid()
+    up, idle = (float(x) for x in vm.guest("vmkit-uptime").split())
+    assert 0 < up and 0 <= idle
+    after = last_pid()
+    assert after - before <= last_pid() - after, "vmkit-uptime started a process"
 
 
 @pytest.mark.integration

@@ -552,10 +552,13 @@ class VM(Workload):
                     self._replies.forget(wanted)
 
     def _handshake(self, deadline: float, timeout: float) -> float:
-        """The first answer on the agent channel: the guest's uptime in seconds."""
+        """The first answer on the agent channel: the guest's uptime in seconds.
+
+        `vmkit-uptime` is the agent's builtin (no process started in the guest).
+        """
         remaining = max(deadline - time.monotonic(), 0.5)
         try:
-            _, out = self._request("cat /proc/uptime", remaining, retry=True)
+            _, out = self._request("vmkit-uptime", remaining, retry=True)
             return float(out.split()[0])
         except (WorkloadTimeout, ValueError, IndexError):
             raise WorkloadTimeout(
