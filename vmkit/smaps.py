@@ -16,13 +16,16 @@ _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ \S+\s*(.*)$")
 
 
 def mappings(text: str) -> list[dict]:
-    """[{"perms", "path", "size", "pss"}] (bytes) from the text of an smaps file."""
+    """[{"perms", "path", "size", "pss", "flags"}] (bytes; VmFlags as a tuple, e.g. "mg"
+    for memory KSM may merge) from the text of an smaps file."""
     found: list[dict] = []
     for line in text.splitlines():
         header = _HEADER.match(line)
         if header:
             found.append({"perms": header.group(1), "path": header.group(2).strip(),
-                          "size": 0, "pss": 0})
+                          "size": 0, "pss": 0, "flags": ()})
+        elif found and line.startswith("VmFlags:"):
+            found[-1]["flags"] = tuple(line.split()[1:])
         elif found and line.startswith(("Size:", "Pss:")):
             key = "size" if line.startswith("Size:") else "pss"
             found[-1][key] = int(line.split()[1]) * 1024
