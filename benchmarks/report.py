@@ -43,7 +43,7 @@ ANCHORS = {
 
 def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_cycles: int = 0,
         class_sizes: tuple[int, ...] = (1, 3), memory_boots: int = 50,
-        tb_sizes: tuple[int, ...] = (0, 16, 32)) -> dict:
+        memory_settings: tuple[str, ...] = ("plain", vm_memory.ADOPTED)) -> dict:
     started = time.monotonic()
     say("== VM: vmkit vs plain qemu-system-x86_64 ==")
     vm = bench_vm.run(trials, memory="256M", progress=say)
@@ -54,9 +54,9 @@ def run(trials: int, vms: int, containers: int, grading: int = 4, say=say, soak_
                compare.density("container", containers, memory="64M", parallel=8).to_dict()]
     memory = None
     if memory_boots:
-        say(f"== VM 하나의 메모리: 번역 버퍼(tb-size) {', '.join(map(vm_memory.label, tb_sizes))}, "
-            f"설정마다 {memory_boots}번 부팅 ==")
-        memory = vm_memory.run(memory_boots, tb_sizes, counts=(1, 8, 16), progress=say)
+        say(f"== VM 하나의 메모리: {', '.join(map(vm_memory.label, memory_settings))}, "
+            f"설정마다 {memory_boots}번 부팅, 그리고 KSM ==")
+        memory = vm_memory.run(memory_boots, memory_settings, counts=(1, 8, 16), progress=say)
     grades = None
     if grading:
         say(f"== 채점(grading): lab 01 제출물 {grading}개, 워커 1개와 2개 ==")
@@ -130,16 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, default=0, metavar="N",
                         help="소크(soak): 종류마다 시작·중지 N번 (기본 0: 건너뜀)")
     parser.add_argument("--memory-boots", type=int, default=50, metavar="N",
-                        help="VM 메모리: 번역 버퍼 설정마다 부팅할 횟수 (0이면 건너뜀)")
-    parser.add_argument("--tb-sizes", type=int, nargs="+", default=[0, 16, 32], metavar="MIB",
-                        help="VM 메모리: 비교할 번역 버퍼 크기 (0: QEMU 기본값)")
+                        help="VM 메모리: 설정마다 부팅할 횟수 (0이면 건너뜀)")
+    parser.add_argument("--memory-settings", nargs="+", default=["plain", vm_memory.ADOPTED],
+                        metavar="SETTING", help="VM 메모리: plain, reporting, tb-size=N")
     parser.add_argument("--class-students", type=int, nargs="*", default=[1, 3], metavar="N",
                         help="수업 허브: 동시에 lab 01을 돌릴 학생 수들 (비우면 건너뜀, root 필요)")
     parser.add_argument("--json", metavar="OUT", default="bench-results.json")
     args = parser.parse_args(argv)
     return finish(lambda: run(args.trials, args.vms, args.containers, args.grading, say=say,
                               soak_cycles=args.soak, class_sizes=tuple(args.class_students),
-                              memory_boots=args.memory_boots, tb_sizes=tuple(args.tb_sizes)),
+                              memory_boots=args.memory_boots,
+                              memory_settings=tuple(args.memory_settings)),
                   table, args.json)
 
 if __name__ == "__main__":

@@ -98,3 +98,31 @@ def test_memory_the_guest_frees_goes_back_to_the_host(guest_artifacts):
         while (after := smaps.of_vm(vm)["guest_ram"]) > before + (8 << 20):
             assert time.monotonic() < deadline, f"guest RAM {before >> 20} → {after >> 20} MiB"
             time.sleep(0.5)
+
+
+def test_memory_benchmark_settings_and_goal():
+    from benchmarks import vm_memory
+
+    assert vm_memory.setting_env("plain") == {"VMKIT_FREE_PAGE_REPORTING": "0", "VMKIT_TCG_TB_SIZE": "0"}
+    assert vm_memory.setting_env("tb-size=16")["VMKIT_TCG_TB_SIZE"] == "16"
+    with pytest.raises(ValueError):
+        vm_memory.setting_env("tb-size=abc")
+    MiB = 1 << 20
+    parts = dict.fromkeys(smaps.KINDS, 10 * MiB)
+
+    def idle(per_vm_mib):
+        return {"per_vm_pss_bytes": per_vm_mib * MiB, "breakdown_bytes": parts}
+
+    result = {"adopted": "reporting", "settings": {
+        "plain": {"boots": {"boots": 50, "succeeded": 50, "ready_median_s": 2.0}, "boot_slowdown": 0.0,
+                  "idle": {"1": idle(218), "8": idle(157)}, "fit_in_4_gib": 26},
+        "reporting": {"boots": {"boots": 50, "succeeded": 50, "ready_median_s": 2.06}, "boot_slowdown": 0.03,
+                      "idle": {"1": idle(203), "8": idle(143)}, "fit_in_4_gib": 28}},
+        "ksm": {"idle": {"8": {**idle(84), "ksm": {"seconds": 20.0, "settled": True, "pages_sharing": 70541},
+                               "ksmd_cpu_percent": 0.4, "ksm_pages_to_scan": 100}}, "fit_in_4_gib": 48}}
+    target = vm_memory.goal(result)
+    assert target["per_vm_at_8_mib"] == {"alone": 143.0, "ksm": 84.0}
+    assert target["per_vm_ok"] == {"alone": False, "ksm": True} and target["boot_ok"] and target["boots_ok"]
+    result["goal"] = target
+    text = vm_memory.table(result)
+    assert "KSM 없이 143 MiB ✘, KSM 켬 84 MiB ✔" in text and "(채택)" in text and "48개" in text

@@ -148,6 +148,7 @@ def cmd_doctor(args) -> int:
                   f" ({'엔진에 있음' if g['image_present'] else '엔진에 아직 없음'})")
         if g["update"]:
             print(f"     → {g['update']['reason']}")
+        print(f" · 메모리 병합(KSM): {report['ksm']['reason']}")
         print("\n" + ("준비 완료: VM(TCG)과 컨테이너를 모두 실행할 수 있습니다." if report["ok"]
                       else "준비되지 않은 항목이 있습니다: 위의 ✘ 표시를 보세요."))
     return 0 if report["ok"] else 1

@@ -11,7 +11,7 @@ import os
 import platform
 from typing import Any, Iterable
 
-from . import mode
+from . import ksm, mode
 
 
 def host_cgroup_version() -> int:
@@ -45,4 +45,5 @@ def describe(kinds: Iterable[str] = ("vm", "container"), accel: str = "auto") ->
         from .vm import resolve_accel
 
         env["accelerator"], env["accel_reason"] = resolve_accel(accel)
+        env["ksm_running"] = ksm.status()["running"]
     return env

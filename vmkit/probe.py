@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import artifacts as artifacts_mod
-from . import background, container_limits, engine, mode, qemu
+from . import background, container_limits, engine, ksm, mode, qemu
 from .errors import VmkitError
 from .paths import state_dir
 
@@ -192,6 +192,7 @@ def doctor(refresh: bool = False) -> dict:
     report["engine"] = report["docker"] = engine_status()
     if report["engine"]["usable"] and arts:
         report["guest"]["image_present"] = _image_present(engine.find(), arts.image)
+    report["ksm"] = ksm.status()
     report["ok"] = bool(accelerators["tcg"]["usable"] and report["engine"]["usable"])
     return report
 
