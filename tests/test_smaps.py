@@ -126,3 +126,12 @@ def test_memory_benchmark_settings_and_goal():
     result["goal"] = target
     text = vm_memory.table(result)
     assert "KSM 없이 143 MiB ✘, KSM 켬 84 MiB ✔" in text and "(채택)" in text and "48개" in text
+
+
+def test_a_vm_takes_free_page_reporting_as_a_boolean_only():
+    from vmkit.errors import InvalidInput
+
+    assert VM(memory="128M", free_page_reporting=False).free_page_reporting is False
+    with pytest.raises(InvalidInput) as info:
+        VM(memory="128M", free_page_reporting="yes")
+    assert "free_page_reporting" in str(info.value)

@@ -7,7 +7,9 @@ balloon inflates: the guest's MemTotal shrinks), or return them (it deflates). Q
 
 The host sees it in QEMU's resident memory (RSS): pages the guest has touched stay
 resident until the balloon hands them back, and pages handed back to a guest cost the
-host nothing until the guest writes to them.
+host nothing until the guest writes to them. vmkit's VMs otherwise also report the pages
+their guest frees (free page reporting), which hands them back within seconds; the
+balloon experiment's VMs (`BALLOON_ONLY`) leave that off, so the balloon's effect is seen alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .errors import InvalidInput, WorkloadError
 from .units import format_bytes, parse_memory
 
 MiB = 1 << 20
+#: VM options for the balloon experiment: no free page reporting (see the module docstring).
+BALLOON_ONLY = {"free_page_reporting": False}
 #: Where `fill` writes inside the guest (its root file system lives in RAM).
 FILL_PATH = "/tmp/vmkit-fill"
 #: The guest's RAM file system may hold half of its memory: `fill` stays well below.
@@ -107,7 +111,8 @@ def fill(vm, size, keep: bool = True) -> None:
 
 
 def release(vm) -> None:
-    """Delete what `fill` wrote (the guest's kernel frees those pages; the host still holds them)."""
+    """Delete what `fill` wrote (the guest's kernel frees those pages; the host still holds
+    them, unless the VM reports free pages)."""
     vm.guest(f"rm -f {FILL_PATH}", check=True)
 
 

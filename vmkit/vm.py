@@ -105,7 +105,9 @@ class VM(Workload):
     (KVM when the probe found it usable, else TCG), 'kvm' (fail fast if unusable) or
     'tcg'; name: unique among running VMs (default: a random one); arch: the guest's
     architecture, 'x86_64' or 'aarch64' (see `arches`). kernel_args are appended to the
-    kernel command line; qemu_args to QEMU's (advanced; no shell).
+    kernel command line; qemu_args to QEMU's (advanced; no shell). free_page_reporting:
+    whether the balloon hands pages the guest frees back to the host within seconds
+    (default `qemu.FREE_PAGE_REPORTING`; off, freed pages stay until the balloon inflates).
     """
 
     kind = "vm"
@@ -113,7 +115,8 @@ class VM(Workload):
     def __init__(self, memory: str | int = "256M", cpus: int = 1, accel: str = "auto",
                  name: str | None = None, *, arch: str = arches.DEFAULT,
                  artifacts: artifacts_mod.Artifacts | None = None,
-                 kernel_args: str = "", qemu_args: Sequence[str] = ()):
+                 kernel_args: str = "", qemu_args: Sequence[str] = (),
+                 free_page_reporting: bool | None = None):
         self.arch = arches.lookup(arch)
         if artifacts is not None and not isinstance(artifacts, artifacts_mod.Artifacts):
             raise InvalidInput(
@@ -137,6 +140,10 @@ class VM(Workload):
             raise InvalidInput("커널 인자(kernel_args)에는 줄바꿈을 넣을 수 없습니다.")
         self.kernel_args = kernel_args.strip()
         self.qemu_args = check_strings(qemu_args, "QEMU 인자(qemu_args)")
+        if free_page_reporting not in (None, True, False):
+            raise InvalidInput(f"free_page_reporting은 True나 False여야 합니다 (받은 값: {free_page_reporting!r}).")
+        self.free_page_reporting = (qemu.free_page_reporting() if free_page_reporting is None
+                                    else free_page_reporting)
         self.artifacts = artifacts
         self.proc: subprocess.Popen | None = None
         self._spawned: subprocess.Popen | None = None  # kept after stop, for error reports
@@ -281,7 +288,8 @@ class VM(Workload):
     def _argv(self, arts: artifacts_mod.Artifacts, incoming: str | None = None,
               runtime_dir: Path | None = None) -> list[str]:
         rundir = runtime_dir or self.runtime_dir
-        machine = qemu.Machine(memory_mib=self.memory_mib, cpus=self.cpus, accel=self.accel)
+        machine = qemu.Machine(memory_mib=self.memory_mib, cpus=self.cpus, accel=self.accel,
+                               free_page_reporting=self.free_page_reporting)
         argv = qemu.argv(machine, arts, qmp_socket=rundir / "qmp.sock",
                          agent_socket=rundir / "agent.sock", paused=True, incoming=incoming,
                          extra_append=self.kernel_args)

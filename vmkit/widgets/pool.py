@@ -252,7 +252,8 @@ class PoolPanel(Panel):
         with self._lock:
             if self.job.stop_event.is_set():
                 return
-            self.vms = {label: VM(memory=self.memory_select.value) for label in ("A", "B")}
+            self.vms = {label: VM(memory=self.memory_select.value, **mempool.BALLOON_ONLY)
+                        for label in ("A", "B")}
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(vm.start) for vm in self.vms.values()]
             errors = [f.exception() for f in futures if f.exception() is not None]
