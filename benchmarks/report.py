@@ -84,7 +84,9 @@ def table(result: dict) -> str:
         ("VM 부팅→준비, vmkit", f"{vm['vmkit']['ready_median_s']:.3f} s", ""),
         *[(f"VM 부팅→준비, QEMU 기준선 {name}", f"{b['ready_median_s'] or 0:.3f} s",
            f"vmkit/{name} {b['ratio'] or 0:.2f}" + (f", 목표 ≤ {b['goal']} {'✔' if b['met'] else '✘'}"
-                                                   if b["goal"] else "") + f" · $ {b['command']}")
+                                                   if b["goal"] else "")
+           + ("" if b["met"] in (True, None) else f" · 왜: {bench_vm.why(vm, name)}")
+           + f" · $ {b['command']}")
           for name, b in vm["baselines"].items()],
         ("VM 단계(phase) 중앙값, vmkit", "", bench_vm.phases_text(vm)),
         ("커널 initcall (initcall_debug 1회)", f"{vm['initcalls']['total_s']:.2f} s",
