@@ -164,6 +164,8 @@ api("VM", "kernel_args", ["quiet"], "커널 인자(kernel_args)는 문자열(str
 api("VM", "qemu_args", "-smp 2", "QEMU 인자(qemu_args)은(는) 문자열 하나가 아니라 목록(list)이어야 합니다")
 api("VM", "qemu_args", None, "QEMU 인자(qemu_args)은(는) 문자열(str)의 목록(list)이어야 합니다")
 api("VM", "qemu_args", ["-m", None], "QEMU 인자(qemu_args)의 항목 None은(는) 문자열(str)이 아닙니다")
+api("VM", "free_page_reporting", "yes", "빈 페이지 보고(free_page_reporting)는 True나 False여야 합니다")
+api("VM", "free_page_reporting", 1, "빈 페이지 보고(free_page_reporting)는 True나 False여야 합니다")
 api("VM", "artifacts", "x86_64", "아티팩트(artifacts)에는 vmkit.artifacts.Artifacts를 주어야 합니다")
 
 for target in ("VM.start", "Container.start"):

@@ -20,7 +20,7 @@ from .errors import InvalidInput
 #: What every guest's kernel command line ends with: no reboot loop on panic, vmkit's init,
 #: and the boot-time self-tests measured as slow under TCG (see `qemu`).
 KERNEL_ARGS_TAIL = ("panic=-1 rdinit=/init cryptomgr.notests=1 "
-                    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+                    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,tracer_init_tracefs")
 
 
 @dataclass(frozen=True)

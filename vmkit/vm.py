@@ -140,8 +140,10 @@ class VM(Workload):
             raise InvalidInput("커널 인자(kernel_args)에는 줄바꿈을 넣을 수 없습니다.")
         self.kernel_args = kernel_args.strip()
         self.qemu_args = check_strings(qemu_args, "QEMU 인자(qemu_args)")
-        if free_page_reporting not in (None, True, False):
-            raise InvalidInput(f"free_page_reporting은 True나 False여야 합니다 (받은 값: {free_page_reporting!r}).")
+        if free_page_reporting is not None and not isinstance(free_page_reporting, bool):
+            raise InvalidInput(
+                f"빈 페이지 보고(free_page_reporting)는 True나 False여야 합니다 (받은 값: {free_page_reporting!r}).",
+                "보통은 비워 두세요: 켜져 있으면 게스트가 풀어 준 메모리가 몇 초 안에 호스트로 돌아갑니다.")
         self.free_page_reporting = (qemu.free_page_reporting() if free_page_reporting is None
                                     else free_page_reporting)
         self.artifacts = artifacts
