@@ -92,9 +92,9 @@ def tb_size_mib() -> int | None:
 
 #: Free page reporting (virtio-balloon `free-page-reporting=on`): the guest tells QEMU which
 #: of its pages are free and QEMU gives them back to the host, so an idle 128 MiB guest holds
-#: about 75 MiB of host memory instead of 90 (the guest's init lowers the reported block size
-#: to 128 KiB; see vmkit/guest/init). `VMKIT_FREE_PAGE_REPORTING=0` turns it off, for the
-#: memory benchmark's comparison.
+#: about 66 MiB of host memory instead of 82. The guest agent lowers the reported block size
+#: to 128 KiB once the guest is ready (see vmkit/guest/agent). `VMKIT_FREE_PAGE_REPORTING=0`
+#: turns it off, for the memory benchmark's comparison.
 FREE_PAGE_REPORTING = True
 
 
