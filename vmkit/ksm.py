@@ -2,7 +2,7 @@
 
 QEMU marks every guest's RAM mergeable (`mem-merge`, on by default; VmFlags "mg"), so on a
 host where KSM runs, guests that boot the same kernel share its pages: eight idle 128 MiB
-guests then hold about 84 MiB each instead of about 140. KSM is a host-wide setting that only
+guests then hold about 75 MiB each instead of about 134. KSM is a host-wide setting that only
 root may change (`/sys/kernel/mm/ksm/run`); vmkit reads it and never turns it on by itself.
 `enabled()` turns it on for a block (the memory benchmark, as root) and restores it after.
 """
