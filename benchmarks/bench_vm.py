@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,6 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import psutil  # noqa: E402
 
 from vmkit import artifacts as artifacts_mod  # noqa: E402
 from vmkit import qemu  # noqa: E402
@@ -222,11 +219,13 @@ def why(result: dict, name: str) -> str:
             f"{b['ready_median_s'] - b['first_output_median_s']:.3f} s)")
 
 
+def _seconds_text(phases: dict) -> str:
+    return ", ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items() if seconds is not None)
+
+
 def phases_text(result: dict) -> str:
     """vmkit's per-phase medians, seconds from spawn."""
-    return ", ".join(
-        f"{name} {seconds:.3f}" for name, seconds in result["vmkit"]["phases_median_s"].items()
-        if seconds is not None)
+    return _seconds_text(result["vmkit"]["phases_median_s"])
 
 
 def initcalls_text(result: dict) -> str:
@@ -237,11 +236,10 @@ def initcalls_text(result: dict) -> str:
 def restore_text(result: dict) -> str:
     """The restore's per-phase medians, the state read, and the goal's verdict."""
     goal = restore_goal(result)
-    phases = result["snapshot"]["restore_phases_median_s"]
     verdict = ("" if goal["met"] is None else
                f"; 목표 ≤ 0.5 × (콜드 부팅의 QMP까지 + 상태 읽기) = {goal['bound_s']:.3f} s "
                f"{'✔' if goal['met'] else '✘'}")
-    return (", ".join(f"{name} {seconds:.3f}" for name, seconds in phases.items() if seconds is not None) +
+    return (_seconds_text(result["snapshot"]["restore_phases_median_s"]) +
             f" (상태 읽기 {goal['state_read_s']:.3f} s){verdict}")
 
 

@@ -148,7 +148,7 @@ def merged_idle(count: int) -> dict:
     def settle_then_sample(scan_rate: int | None) -> dict:
         settled = ksm.settle()
         if scan_rate is not None:
-            (ksm.SYSFS / "pages_to_scan").write_text(str(scan_rate))
+            ksm.write("pages_to_scan", scan_rate)
         return {"ksm": settled, "ksm_pages_to_scan": ksm.read("pages_to_scan"),
                 "ksmd_cpu_percent": ksmd_cpu_percent()}
 
@@ -179,7 +179,7 @@ def run(boot_count: int = 50, names: tuple[str, ...] = ("plain", ADOPTED), count
     for entry in settings.values():
         entry["boot_slowdown"] = (round(entry["boots"]["ready_median_s"] / base - 1, 3)
                                   if base and entry["boots"]["ready_median_s"] else None)
-    result = {"memory": MEMORY, "settings": settings, "adopted": ADOPTED, "ksm": None}
+    result = {"memory": MEMORY, "settings": settings, "adopted": ADOPTED}
     skipped = why_no_merging() or (None if ADOPTED in names else f"{ADOPTED} 설정을 재지 않았습니다.")
     if skipped:
         progress(skipped)

@@ -9,6 +9,7 @@ root may change (`/sys/kernel/mm/ksm/run`); vmkit reads it and never turns it on
 
 from __future__ import annotations
 
+import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,10 @@ def read(name: str, root: Path = SYSFS) -> int | None:
         return None
 
 
+def write(name: str, value: int, root: Path = SYSFS) -> None:
+    (root / name).write_text(str(value))
+
+
 def status(root: Path = SYSFS) -> dict:
     """{"available", "running", "pages_sharing", "reason"} (reason in Korean)."""
     run = read("run", root)
@@ -35,7 +40,7 @@ def status(root: Path = SYSFS) -> dict:
     if run == 1:
         return {"available": True, "running": True, "pages_sharing": sharing,
                 "reason": f"KSM(같은 페이지 병합)이 켜져 있습니다: VM들의 같은 메모리 페이지를 "
-                          f"합쳐 {(sharing or 0) * 4 // 1024} MiB를 아끼고 있습니다."}
+                          f"합쳐 {(sharing or 0) * resource.getpagesize() >> 20} MiB를 아끼고 있습니다."}
     return {"available": True, "running": False, "pages_sharing": sharing,
             "reason": "KSM(같은 페이지 병합)이 꺼져 있습니다. VM을 여러 개 띄우는 수업 서버라면 "
                       f"`{HOW_TO_ENABLE}`로 켜면 VM 하나의 메모리가 줄어듭니다."}
@@ -50,12 +55,12 @@ def enabled(pages_to_scan: int | None = None, root: Path = SYSFS):
         raise OSError(status(root)["reason"])
     try:
         if pages_to_scan:
-            (root / "pages_to_scan").write_text(str(pages_to_scan))
-        (root / "run").write_text("1")
+            write("pages_to_scan", pages_to_scan, root)
+        write("run", 1, root)
         yield saved
     finally:
         for name in reversed(names):
-            (root / name).write_text(str(saved[name]))
+            write(name, saved[name], root)
 
 
 def settle(idle_scans: int = 2, timeout: float = 180.0, root: Path = SYSFS, poll: float = 1.0) -> dict:
