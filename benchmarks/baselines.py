@@ -25,8 +25,10 @@ from pathlib import Path
 
 import psutil
 
-from vmkit import arches, background, qemu
-from vmkit import artifacts as artifacts_mod
+from vmkit.guest import arches
+from vmkit.host import background
+from vmkit.vm import qemu
+from vmkit.guest import artifacts as artifacts_mod
 
 NAMES = ("typical", "tuned-q35", "expert")
 

@@ -42,9 +42,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vmkit import artifacts as artifacts_mod  # noqa: E402
-from vmkit import engine  # noqa: E402
-from vmkit.container import TMPFS_SIZE, Container  # noqa: E402
+from vmkit.guest import artifacts as artifacts_mod  # noqa: E402
+from vmkit.container import engine  # noqa: E402
+from vmkit.container.container import TMPFS_SIZE, Container  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import parse_memory  # noqa: E402

@@ -28,13 +28,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vmkit import artifacts as artifacts_mod  # noqa: E402
-from vmkit import qemu  # noqa: E402
+from vmkit.guest import artifacts as artifacts_mod  # noqa: E402
+from vmkit.vm import qemu  # noqa: E402
 from benchmarks import baselines  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import parse_memory  # noqa: E402
-from vmkit.vm import VM  # noqa: E402
+from vmkit.vm.vm import VM  # noqa: E402
 
 GOALS = {"ready_s": 2.0, "qmp_ms": 5.0}
 #: vmkit's ready time over each baseline's, at most (typical has none: it is the reader's own).

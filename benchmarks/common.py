@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from vmkit import environment
+from vmkit.experiments import environment
 from vmkit.errors import VmkitError
 
 
@@ -19,7 +19,7 @@ def say(text: str) -> None:
 
 def finish(measure: Callable[[], dict], summary: Callable[[dict], str], json_path: str | None) -> int:
     """Run `measure()`, print `summary(result)`, write the JSON file (with `environment`, see
-    `vmkit.environment`); exit status 2 on VmkitError."""
+    `vmkit.experiments.environment`); exit status 2 on VmkitError."""
     try:
         result = measure()
         result.setdefault("environment", environment.describe())

@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 from benchmarks import bench_class, bench_container, bench_grading, bench_vm, soak, vm_memory  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
-from vmkit import compare  # noqa: E402
+from vmkit.experiments import compare  # noqa: E402
 from vmkit.units import pad  # noqa: E402
 
 MiB = 1 << 20

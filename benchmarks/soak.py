@@ -75,13 +75,14 @@ if __package__ in (None, ""):
 import psutil  # noqa: E402
 
 from benchmarks.common import finish, say  # noqa: E402
-from vmkit import engine, runs  # noqa: E402
-from vmkit import vm as vm_mod  # noqa: E402
+from vmkit.container import engine
+from vmkit.host import runs  # noqa: E402
+from vmkit.vm import vm as vm_mod  # noqa: E402
 from vmkit.cli import KoreanArgumentParser, check_output_file, integer, seconds  # noqa: E402
-from vmkit.container import Container  # noqa: E402
+from vmkit.container.container import Container  # noqa: E402
 from vmkit.errors import InvalidInput, VmkitError, WorkloadError  # noqa: E402
 from vmkit.units import pad  # noqa: E402
-from vmkit.vm import VM  # noqa: E402
+from vmkit.vm.vm import VM  # noqa: E402
 from vmkit.workload import Workload  # noqa: E402
 
 MiB = 1 << 20

@@ -29,9 +29,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import finish, say  # noqa: E402
-from vmkit import ksm, smaps  # noqa: E402
+from vmkit.host import ksm
+from vmkit.vm import smaps  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
-from vmkit.vm import VM  # noqa: E402
+from vmkit.vm.vm import VM  # noqa: E402
 
 MiB = 1 << 20
 MEMORY = "128M"

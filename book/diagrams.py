@@ -12,7 +12,7 @@ import io
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-from vmkit import plots
+from vmkit.experiments import plots
 
 #: Fill colours by role, the same in every diagram.
 COLORS = {"hw": "#cfd8dc", "hyper": "#d1495b", "os": "#8ecae6", "guest": "#edae49",

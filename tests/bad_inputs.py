@@ -166,7 +166,7 @@ api("VM", "qemu_args", None, "QEMU 인자(qemu_args)은(는) 문자열(str)의 �
 api("VM", "qemu_args", ["-m", None], "QEMU 인자(qemu_args)의 항목 None은(는) 문자열(str)이 아닙니다")
 api("VM", "free_page_reporting", "yes", "빈 페이지 보고(free_page_reporting)는 True나 False여야 합니다")
 api("VM", "free_page_reporting", 1, "빈 페이지 보고(free_page_reporting)는 True나 False여야 합니다")
-api("VM", "artifacts", "x86_64", "아티팩트(artifacts)에는 vmkit.artifacts.Artifacts를 주어야 합니다")
+api("VM", "artifacts", "x86_64", "아티팩트(artifacts)에는 vmkit.guest.artifacts.Artifacts를 주어야 합니다")
 
 for target in ("VM.start", "Container.start"):
     for value in (0, -1, math.nan, math.inf):
@@ -235,7 +235,7 @@ for value, expect in [
     (math.nan, "중지 대기 시간(stop_timeout)은(는) 0 이상의 유한한 초여야 합니다"),
 ]:
     api("Container", "stop_timeout", value, expect)
-api("Container", "artifacts", "x86_64", "아티팩트(artifacts)에는 vmkit.artifacts.Artifacts를 주어야 합니다")
+api("Container", "artifacts", "x86_64", "아티팩트(artifacts)에는 vmkit.guest.artifacts.Artifacts를 주어야 합니다")
 method("Container.guest", "(container not started)", "'uname -r'", "실행 중이 아닙니다",
        lambda: _vmkit("Container")().guest("uname -r"), error=WorkloadError)
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from vmkit import artifacts as artifacts_mod
-from vmkit import engine, runs
+from vmkit.guest import artifacts as artifacts_mod
+from vmkit.container import engine
+from vmkit.host import runs
 
 RUN_ID = os.environ.setdefault("VMKIT_RUN", f"pytest-{os.getpid()}-{secrets.token_hex(4)}")
 
@@ -48,7 +49,7 @@ def daemons_of(state) -> list[int]:
 
 def session_containers() -> list[str]:
     """Ids of containers this test process created (by vmkit's session label)."""
-    from vmkit import cleanup
+    from vmkit.host import cleanup
 
     if engine.find() is None:
         return []

@@ -19,11 +19,14 @@ import pytest
 
 from conftest import qemu_children, session_containers
 from test_vm import BOOT_PHASES, assert_gone, assert_monotonic
-from vmkit import arches, artifacts, cli, crossarch, qemu
-from vmkit import vm as vm_mod
-from vmkit.cpio import read_names
+from vmkit.guest import arches, artifacts
+from vmkit import cli
+from vmkit.experiments import crossarch
+from vmkit.vm import qemu
+from vmkit.vm import vm as vm_mod
+from vmkit.guest.cpio import read_names
 from vmkit.errors import InvalidInput, MissingComponent
-from vmkit.vm import VM, read_snapshot_stamp
+from vmkit.vm.vm import VM, read_snapshot_stamp
 
 REPO = Path(__file__).resolve().parent.parent
 VMKIT = [sys.executable, "-m", "vmkit"]

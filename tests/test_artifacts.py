@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from vmkit import artifacts, cli, probe
-from vmkit.container import Container
+from vmkit.guest import artifacts
+from vmkit import cli
+from vmkit.experiments import readiness
+from vmkit.vm import accel
+from vmkit.container.container import Container
 from vmkit.errors import ArtifactError, MissingComponent
-from vmkit.paths import cache_dir
-from vmkit.vm import VM
+from vmkit.host.paths import cache_dir
+from vmkit.vm.vm import VM
 
 #: A kernel apt might offer after the next `apt-get update`; never built here.
 NEW_KERNEL = artifacts.Package("linux-image-6.1.0-99-cloud-amd64", "6.1.999-1", "9" * 64, 1)
@@ -195,13 +198,13 @@ def test_fetch_on_debian_without_the_kernel_asks_for_apt_get_update(tmp_path, mo
 def kvm_device(tmp_path, monkeypatch) -> Path:
     """probe.KVM_DEVICE moved to a temporary path (not created), and a fresh probe cache."""
     device = tmp_path / "kvm"
-    monkeypatch.setattr(probe, "KVM_DEVICE", device)
+    monkeypatch.setattr(accel, "KVM_DEVICE", device)
     monkeypatch.setenv("VMKIT_STATE", str(tmp_path / "state"))
     return device
 
 
 def kvm_unusable(why: str) -> dict:
-    status = probe.accel_status("kvm")
+    status = accel.accel_status("kvm")
     assert status["usable"] is False
     assert status["reason"].startswith("KVM을 쓸 수 없습니다: "), status["reason"]
     assert why in status["reason"]
@@ -223,7 +226,7 @@ def test_kvm_reason_without_permission(kvm_device, monkeypatch):
 
 def test_kvm_reason_when_the_probe_boot_fails(kvm_device, monkeypatch, guest_artifacts):
     kvm_device.touch()
-    monkeypatch.setattr(probe, "boot_to_ready", lambda accel, arts: probe.BootResult(
+    monkeypatch.setattr(accel, "boot_to_ready", lambda which, arts: accel.BootResult(
         False, 15.0, "15초 안에 VMKIT-READY에 이르지 못했습니다"))
     status = kvm_unusable("시험 부팅(boot probe)이 실패했습니다: 15초 안에")
     assert status["probe_s"] == 15.0 and status["cached"] is False
@@ -242,6 +245,6 @@ def test_kvm_reason_when_no_probe_boot_is_possible(kvm_device, monkeypatch):
 
 def test_doctor_without_qemu_names_each_accelerator(monkeypatch):
     monkeypatch.setenv("VMKIT_QEMU", "/nonexistent/qemu-system-x86_64")
-    accelerators = probe.doctor()["accelerators"]
+    accelerators = readiness.doctor()["accelerators"]
     assert accelerators["kvm"]["reason"].startswith("KVM을 쓸 수 없습니다: ")
     assert accelerators["tcg"]["reason"].startswith("TCG를 쓸 수 없습니다: ")

@@ -43,14 +43,14 @@ def _children() -> set[int]:
 
 
 def _runtime_dirs() -> set[str]:
-    from vmkit.vm import runtime_root
+    from vmkit.vm.vm import runtime_root
 
     return {p.name for p in runtime_root().iterdir()}
 
 
 def _ours(name: str) -> bool:
     """Whether the runtime dir `name` is this process's (another process's tests may boot VMs)."""
-    from vmkit.vm import runtime_root
+    from vmkit.vm.vm import runtime_root
 
     owner = runtime_root() / name / "owner.json"
     deadline = time.monotonic() + 2.0
@@ -150,7 +150,7 @@ def test_script_prints_the_docs():
 def _api_parameters() -> dict[str, set[str]]:
     import vmkit
     import vmkit.widgets
-    from vmkit.compare import compare, density  # `vmkit.compare` may be the (callable) module
+    from vmkit.experiments.compare import compare, density  # `vmkit.compare` may be the (callable) module
 
     targets = {"VM": vmkit.VM, "Container": vmkit.Container, "compare": compare, "density": density}
     targets.update({name: getattr(vmkit.widgets, name) for name in vmkit.widgets.__all__

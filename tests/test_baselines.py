@@ -8,7 +8,8 @@ command line really is what its name says and really boots vmkit's kernel and in
 import pytest
 
 from benchmarks import baselines
-from vmkit import artifacts, qemu
+from vmkit.guest import artifacts
+from vmkit.vm import qemu
 
 pytestmark = pytest.mark.integration
 

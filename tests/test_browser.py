@@ -23,7 +23,8 @@ def test_compare_widget_in_jupyterlab(jupyter_lab, tmp_path):
     assert (shots / "compare-widget.png").stat().st_size > 50_000
     # the comparison stopped everything it started: no QEMU under the server's kernel,
     # no container created by that kernel
-    from vmkit import cleanup, engine
+    from vmkit.host import cleanup
+    from vmkit.container import engine
 
     assert not qemu_children()
     kernels = jupyter_lab.kernel_pids()

@@ -25,7 +25,8 @@ def test_emulation_panel_in_jupyterlab(jupyter_lab, tmp_path):
     assert (shots / "lab03-emulation.png").stat().st_size > 30_000
     assert not qemu_children()
 
-    from vmkit import cleanup, engine
+    from vmkit.host import cleanup
+    from vmkit.container import engine
 
     client = engine.client()
     try:

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from conftest import daemons_of
-from vmkit import cli, engine, mode
+from vmkit import cli
+from vmkit.container import engine
+from vmkit.host import mode
 from vmkit.errors import EngineError, InvalidInput
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +130,8 @@ def test_doctor_json_in_class_mode_on_rootless_podman(clean_env, podman_engine, 
 
 STUDENT_SCRIPT = textwrap.dedent("""
     import json, os, psutil
-    from vmkit import VM, Container, engine
+    from vmkit import VM, Container
+    from vmkit.container import engine
     from vmkit.errors import EngineError, WorkloadError
     out = {"uid": os.getuid()}
     with VM(memory="128M") as vm:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vmkit import compare, plots
+from vmkit.experiments import compare, plots
 from vmkit.errors import InvalidInput
 
 from conftest import qemu_children, session_containers
@@ -140,7 +140,7 @@ def test_cli_compare_json(docker_engine, guest_artifacts, tmp_path):
 
 
 def test_missing_engine_is_reported_before_any_vm_boots(monkeypatch, guest_artifacts):
-    from vmkit import engine
+    from vmkit.container import engine
     from vmkit.errors import EngineError
 
     monkeypatch.setattr(engine, "find", lambda: None)

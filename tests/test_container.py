@@ -24,10 +24,12 @@ import psutil
 import pytest
 import requests
 
-from vmkit import cleanup, cli_container, engine_kinds
-from vmkit import container as container_mod
-from vmkit import engine as engine_mod
-from vmkit.container import Container
+from vmkit.host import cleanup
+from vmkit.cli import container as cli_container
+from vmkit.container import engine_kinds
+from vmkit.container import container as container_mod
+from vmkit.container import engine as engine_mod
+from vmkit.container.container import Container
 from vmkit.errors import InvalidInput, WorkloadError, WorkloadTimeout
 
 pytestmark = pytest.mark.integration
@@ -250,7 +252,7 @@ def test_exits_on_its_own(client):
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from vmkit.container import Container
+    from vmkit.container.container import Container
     c = Container(memory="16M")
     c.start()
     print(c.id, flush=True)
@@ -557,7 +559,7 @@ def need_namespaces():
         pytest.skip("needs root, unshare and setpriv")
 
 
-HIDDEN_CHILD = "import json, sys; from vmkit import cleanup; print(cleanup.owner_state(json.loads(sys.argv[1]))[0])"
+HIDDEN_CHILD = "import json, sys; from vmkit.host import cleanup; print(cleanup.owner_state(json.loads(sys.argv[1]))[0])"
 
 
 @pytest.mark.parametrize("proc_options, expected", [("hidepid=2", "unknown"), (None, "alive")])
@@ -582,8 +584,8 @@ def test_owner_hidden_by_hidepid(client, proc_options, expected):
 
 NS_CHILD = textwrap.dedent("""
     import sys
-    from vmkit import cleanup
-    from vmkit.container import Container
+    from vmkit.host import cleanup
+    from vmkit.container.container import Container
     c = Container(memory="16M")
     c.start()
     print(c.id, cleanup._proc_is_ours(), flush=True)
@@ -624,7 +626,7 @@ def test_container_made_in_another_pid_namespace_is_kept(client):
 def test_proc_of_another_namespace_is_not_trusted():
     """After a bare `unshare --pid`, /proc still shows the parent namespace: pids can't be checked."""
     need_namespaces()
-    script = "from vmkit import cleanup; print(cleanup._proc_is_ours(), cleanup.owner_state(cleanup.labels())[0])"
+    script = "from vmkit.host import cleanup; print(cleanup._proc_is_ours(), cleanup.owner_state(cleanup.labels())[0])"
     result = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", script],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

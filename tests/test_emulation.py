@@ -1,11 +1,11 @@
-"""The cost of emulation (vmkit.emulation) and lab 3's panel, with real QEMU and the real engine."""
+"""The cost of emulation (vmkit.experiments.emulation) and lab 3's panel, with real QEMU and the real engine."""
 
 import threading
 import time
 
 import pytest
 
-from vmkit import emulation, plots
+from vmkit.experiments import emulation, plots
 from vmkit.errors import InvalidInput, MissingComponent
 
 from conftest import qemu_children, session_containers
@@ -45,14 +45,14 @@ def test_bad_input_is_refused_before_anything_starts():
 
 
 def test_runners_follow_the_kvm_probe(monkeypatch):
-    from vmkit import probe
+    from vmkit.vm import accel
 
-    monkeypatch.setattr(probe, "kvm_status", lambda: (False, "KVM을 쓸 수 없습니다: 시험"))
+    monkeypatch.setattr(accel, "kvm_status", lambda: (False, "KVM을 쓸 수 없습니다: 시험"))
     assert emulation.resolve_runners("auto") == ("container", "vm-tcg")
     assert emulation.resolve_runners(["tcg", "tcg"]) == ("container", "vm-tcg")
     with pytest.raises(MissingComponent, match="kvm"):
         emulation.measure(accels=["tcg", "kvm"])
-    monkeypatch.setattr(probe, "kvm_status", lambda: (True, "KVM으로 시험 부팅"))
+    monkeypatch.setattr(accel, "kvm_status", lambda: (True, "KVM으로 시험 부팅"))
     assert emulation.resolve_runners("auto") == ("container", "vm-tcg", "vm-kvm")
     assert not qemu_children()
 

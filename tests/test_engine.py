@@ -20,8 +20,9 @@ import docker
 import pytest
 
 from conftest import daemons_of
-from vmkit import cleanup, engine
-from vmkit.container import Container
+from vmkit.host import cleanup
+from vmkit.container import engine
+from vmkit.container.container import Container
 from vmkit.errors import EngineError, WorkloadError
 
 VMKIT = [sys.executable, "-m", "vmkit"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vmkit import engine_kinds
-from vmkit.container import Container
-from vmkit.engine_kinds import EngineInfo
+from vmkit.container import engine_kinds
+from vmkit.container.container import Container
+from vmkit.container.engine_kinds import EngineInfo
 
 DATA = Path(__file__).resolve().parent / "data" / "engines"
 

@@ -27,10 +27,14 @@ import psutil
 import pytest
 
 from conftest import RUN_ID, daemons_of
-from vmkit import artifacts, engine, paths, probe, runs
-from vmkit.compare import compare
+from vmkit.guest import artifacts
+from vmkit.container import engine
+from vmkit.host import paths, runs
+from vmkit.experiments import readiness
+from vmkit.vm import accel
+from vmkit.experiments.compare import compare
 from vmkit.errors import MissingComponent, WorkloadError
-from vmkit.vm import VM
+from vmkit.vm.vm import VM
 
 VMKIT = [sys.executable, "-m", "vmkit"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd and mount need root")
@@ -71,9 +75,9 @@ def alive(pid: int) -> bool:
 DRIVER = r"""
 import json, sys
 import vmkit
-from vmkit.container import Container
+from vmkit.container.container import Container
 from vmkit.errors import VmkitError
-from vmkit.vm import VM
+from vmkit.vm.vm import VM
 
 def say(**event):
     print(json.dumps(event, ensure_ascii=False), flush=True)
@@ -368,7 +372,7 @@ def refused(arts: artifacts.Artifacts, *words: str) -> None:
     text = str(error.value)
     for word in ("손상", arts.version, "`vmkit fetch`", *words):
         assert word in text, text
-    report = probe.doctor()
+    report = readiness.doctor()
     assert report["guest"]["ready"] is False
     assert "손상" in report["guest"]["reason"] and arts.version in report["guest"]["reason"]
     vm = VM(memory="128M")

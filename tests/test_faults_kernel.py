@@ -1,7 +1,7 @@
 """Faults around a real Jupyter kernel running vmkit (issue 12, the kernel half of the matrix).
 
 Every test drives real ipykernels through jupyter_client, as a student's notebook does, and
-gives each kernel its own run id (`VMKIT_RUN`), so `vmkit.runs` finds exactly that kernel's
+gives each kernel its own run id (`VMKIT_RUN`), so `vmkit.host.runs` finds exactly that kernel's
 QEMU processes and containers. Each test also has its own state dir (`VMKIT_STATE`: the VM
 runtime dirs are created under it, nobody else's) and temp dir (`TMPDIR`: compare's snapshot
 files), so "nothing of that run is left" is checked exactly: no QEMU, no container, no
@@ -30,7 +30,7 @@ import docker
 import psutil
 import pytest
 
-from vmkit import paths, runs
+from vmkit.host import paths, runs
 
 pytestmark = pytest.mark.integration
 
@@ -243,9 +243,9 @@ def assert_next_start_works(kernel: Kernel, engine_client) -> None:
 @pytest.fixture(scope="module")
 def accel_files(guest_artifacts) -> list[Path]:
     """The accelerator probe's cached verdicts (probed once here if missing)."""
-    from vmkit import probe
+    from vmkit.vm import accel
 
-    probe.accel_status("kvm")
+    accel.accel_status("kvm")
     return sorted(paths.state_dir().glob("accel-*.json"))
 
 
@@ -312,7 +312,7 @@ def test_interrupt_while_the_loop_thread_spawns_leaves_no_child(box, engine_clie
     """
     kernel = box.kernel()
     cell = kernel.submit(
-        "import time\nfrom vmkit import background\n"
+        "import time\nfrom vmkit.host import background\n"
         "background.loop().call_soon_threadsafe(time.sleep, 1.5)\n"
         "print('spawning', flush=True)\n"
         "child = background.spawn(['sleep', '300'])\nprint('spawned')")
@@ -349,7 +349,7 @@ def test_interrupt_does_not_reach_a_background_threads_helper(box):
     slow.chmod(0o755)
     kernel = box.kernel()
     cell = kernel.submit(
-        "import threading, time\nfrom vmkit import qemu\nanswer = []\n"
+        "import threading, time\nfrom vmkit.vm import qemu\nanswer = []\n"
         f"helper = threading.Thread(target=lambda: answer.append(qemu.qemu_version({str(slow)!r})))\n"
         "helper.start()\ntime.sleep(60)\n")
 

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vmkit import artifacts, cli, engine, probe, qemu
-from vmkit.cpio import CpioWriter, read_names
+from vmkit.guest import artifacts
+from vmkit import cli
+from vmkit.container import engine
+from vmkit.vm import accel, qemu
+from vmkit.guest.cpio import CpioWriter, read_names
 from vmkit.errors import InvalidInput, MissingComponent
 from vmkit.units import parse_cpus, parse_memory
 
@@ -139,7 +142,7 @@ def test_second_fetch_is_a_fast_no_op(guest_artifacts):
 
 @pytest.mark.integration
 def test_tcg_boot_reaches_ready_and_runs_guest_kernel(guest_artifacts):
-    result = probe.boot_to_ready("tcg", guest_artifacts, timeout=30)
+    result = accel.boot_to_ready("tcg", guest_artifacts, timeout=30)
     assert result.ok, result.console_tail
     assert 0.3 < result.seconds < 30
 
@@ -227,8 +230,8 @@ def test_doctor_json_on_this_host(docker_engine, guest_artifacts):
 
 
 def test_accelerator_probe_is_cached(guest_artifacts):
-    first = probe.accel_status("tcg")
-    second = probe.accel_status("tcg")
+    first = accel.accel_status("tcg")
+    second = accel.accel_status("tcg")
     assert second["cached"] is True and second["usable"] == first["usable"]
 
 

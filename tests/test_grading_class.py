@@ -19,7 +19,8 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from submissions import block, solved, student_of, without
-from vmkit import engine, runs
+from vmkit.container import engine
+from vmkit.host import runs
 from vmkit.grading import grade, report
 
 LABS_DIR = Path(__file__).resolve().parent.parent / "labs"

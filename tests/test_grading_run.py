@@ -279,7 +279,8 @@ def test_killing_vmkit_grade_stops_the_running_notebook_and_its_workloads(tmp_pa
     import signal
     import time
 
-    from vmkit import engine, runs
+    from vmkit.container import engine
+    from vmkit.host import runs
 
     student = f"sigterm-{secrets.token_hex(4)}"
     teacher = instructor_lab()

@@ -1,4 +1,4 @@
-"""vmkit.isolation on real containers (and one VM): namespaces, CPU quota, pids and memory limits."""
+"""vmkit.experiments.isolation on real containers (and one VM): namespaces, CPU quota, pids and memory limits."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import psutil
 import pytest
 
 from conftest import qemu_children, session_containers
-from vmkit import isolation, isolation_plots, plots
-from vmkit.container import Container
+from vmkit.experiments import isolation, isolation_plots, plots
+from vmkit.container.container import Container
 from vmkit.errors import InvalidInput, WorkloadError
-from vmkit.isolation import CpuRates, CpuSample, MemoryView, OomRun
+from vmkit.experiments.isolation import CpuRates, CpuSample, MemoryView, OomRun
 
 MiB = 1 << 20
 HANGUL = re.compile("[가-힣]")
@@ -110,7 +110,7 @@ def test_oom_experiment_stops_when_asked(engine):
 
 @pytest.mark.integration
 def test_same_request_vm_ram_and_container_limit(engine):
-    from vmkit.vm import VM
+    from vmkit.vm.vm import VM
 
     with VM(memory="128M") as vm:
         vm_view = isolation.memory_view(vm)

@@ -1,9 +1,10 @@
-"""vmkit.ksm: reading and (for a block) turning on the host's KSM, on a directory laid out
+"""vmkit.host.ksm: reading and (for a block) turning on the host's KSM, on a directory laid out
 like /sys/kernel/mm/ksm; and the real host's status as vmkit doctor reports it."""
 
 import pytest
 
-from vmkit import ksm, probe
+from vmkit.host import ksm
+from vmkit.experiments import readiness
 
 
 def fake_sysfs(root, **values):
@@ -51,6 +52,6 @@ def test_settle_waits_for_scans_that_merge_nothing_more(tmp_path, monkeypatch):
 
 
 def test_doctor_reports_the_hosts_ksm():
-    report = probe.doctor()["ksm"]
+    report = readiness.doctor()["ksm"]
     assert report["available"] == ksm.SYSFS.joinpath("run").exists()
     assert report["running"] == (ksm.read("run") == 1)

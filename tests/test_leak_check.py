@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, os, signal, sys, time
-from vmkit.container import Container
-from vmkit.vm import VM
+from vmkit.container.container import Container
+from vmkit.vm.vm import VM
 c = Container(memory="16M")
 c.start()
 vm = VM(memory="128M", accel="tcg")

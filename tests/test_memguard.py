@@ -10,10 +10,11 @@ import psutil
 import pytest
 
 import vmkit
-from vmkit import compare, memguard
-from vmkit import vm as vm_mod
+from vmkit.experiments import compare
+from vmkit.host import memguard
+from vmkit.vm import vm as vm_mod
 from vmkit.errors import InsufficientMemory, InvalidInput, VmkitError
-from vmkit.memguard import Running, assess, refusal
+from vmkit.host.memguard import Running, assess, refusal
 
 from conftest import qemu_children, session_containers
 

@@ -1,4 +1,4 @@
-"""Guest memory as a pool (`vmkit.mempool`) and the second lab's panel (`vmkit.widgets.pool`),
+"""Guest memory as a pool (`vmkit.experiments.mempool`) and the second lab's panel (`vmkit.widgets.pool`),
 on real QEMU guests.
 
 `TestPool` shares two 256 MiB guests (fixture `shared_vm`, see test_sched). The panel
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vmkit import mempool
+from vmkit.experiments import mempool
 from vmkit.errors import InvalidInput
 from conftest import qemu_children
 from test_sched import assert_gone, two_guests

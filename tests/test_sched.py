@@ -1,5 +1,5 @@
-"""vCPU threads, pinning and CPU rates (`vmkit.sched`), and the guest's clock against the
-host's (`vmkit.clock`), on real QEMU guests.
+"""vCPU threads, pinning and CPU rates (`vmkit.host.sched`), and the guest's clock against the
+host's (`vmkit.experiments.clock`), on real QEMU guests.
 
 Two guests are shared by the tests of `TestTwoGuests` (fixture `shared_vm`: conftest's
 per-test leak check skips tests that use it; the fixture checks its own guests are gone).
@@ -15,9 +15,10 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from vmkit import clock, sched
+from vmkit.experiments import clock
+from vmkit.host import sched
 from vmkit.errors import InvalidInput, WorkloadError
-from vmkit.vm import VM
+from vmkit.vm.vm import VM
 
 pytestmark = pytest.mark.integration
 

@@ -29,9 +29,9 @@ import psutil
 import pytest
 
 import vmkit
-from vmkit import engine
-from vmkit.container import parse_status
-from vmkit.vm import runtime_root
+from vmkit.container import engine
+from vmkit.container.container import parse_status
+from vmkit.vm.vm import runtime_root
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "vmkit"

@@ -1,12 +1,12 @@
-"""QEMU's memory by kind of mapping (vmkit.smaps), and the translation-buffer option."""
+"""QEMU's memory by kind of mapping (vmkit.vm.smaps), and the translation-buffer option."""
 
 import time
 from pathlib import Path
 
 import pytest
 
-from vmkit import qemu, smaps
-from vmkit.vm import VM
+from vmkit.vm import qemu, smaps
+from vmkit.vm.vm import VM
 
 SMAPS = """\
 55d0c0000000-55d0c0500000 r-xp 00000000 08:01 123 /usr/bin/qemu-system-x86_64
@@ -59,7 +59,7 @@ def test_translation_buffer_size_goes_into_the_accel_option(monkeypatch):
 
 
 def test_free_page_reporting_goes_on_the_balloon(monkeypatch, tmp_path):
-    from vmkit import artifacts
+    from vmkit.guest import artifacts
 
     monkeypatch.delenv("VMKIT_FREE_PAGE_REPORTING", raising=False)
     arts = artifacts.Artifacts("v", tmp_path, "r", "k", "b", ())

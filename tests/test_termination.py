@@ -14,7 +14,7 @@ import docker
 import psutil
 import pytest
 
-from vmkit import cleanup
+from vmkit.host import cleanup
 
 pytestmark = pytest.mark.integration
 VMKIT = [sys.executable, "-m", "vmkit"]

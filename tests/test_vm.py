@@ -22,10 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vmkit import qemu
-from vmkit import vm as vm_mod
+from vmkit.vm import qemu
+from vmkit.vm import vm as vm_mod
 from vmkit.errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
-from vmkit.vm import VM, read_snapshot_stamp
+from vmkit.vm.vm import VM, read_snapshot_stamp
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -334,7 +334,7 @@ def test_two_vms_at_once(fresh):
 def test_runaway_guest_command_is_killed_and_its_output_bounded(fresh):
     """`guest("yes")`: the host keeps a bounded answer, the guest kills the command at the
     timeout, and the next request is not stuck behind it."""
-    from vmkit.agent_channel import OUTPUT_LIMIT
+    from vmkit.vm.agent_channel import OUTPUT_LIMIT
 
     vm = fresh(memory="128M")
     rss_before = psutil.Process().memory_info().rss
@@ -373,7 +373,7 @@ def test_failed_snapshot_leaves_the_guest_running(fresh, tmp_path):
 def test_snapshot_file_never_puts_options_on_qemus_command_line(fresh, tmp_path, monkeypatch,
                                                                  guest_artifacts):
     """A snapshot's header is data anyone can write: its qemu_args never reach QEMU."""
-    from vmkit import background
+    from vmkit.host import background
 
     vm = fresh(memory="128M")
     path = tmp_path / "guest.vmkit"
@@ -436,7 +436,7 @@ def test_children_are_spawned_without_loading_libraries_after_fork(monkeypatch):
     """preexec_fn runs in a forked copy of a threaded process: no dlopen there."""
     import ctypes
 
-    from vmkit import background
+    from vmkit.host import background
 
     def no_dlopen(*args, **kwargs):
         raise AssertionError("ctypes.CDLL called after fork")
@@ -521,7 +521,7 @@ def test_stop_while_booting(guest_artifacts):
 
 CHILD = """
 import json, sys, time
-from vmkit.vm import VM
+from vmkit.vm.vm import VM
 vm = VM(accel="tcg")
 def phase(name, seconds):
     if name == "resumed":

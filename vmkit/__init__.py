@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 
 #: Public names, imported on first use so `import vmkit` stays light (no QMP, no docker).
 _LAZY = {
-    "VM": ("vm", "VM"),
-    "Container": ("container", "Container"),
-    "compare": ("compare", "compare"),
-    "density": ("compare", "density"),
-    "doctor": ("probe", "doctor"),
-    "fetch": ("artifacts", "fetch"),
+    "VM": ("vm.vm", "VM"),
+    "Container": ("container.container", "Container"),
+    "compare": ("experiments.compare", "compare"),
+    "density": ("experiments.compare", "density"),
+    "doctor": ("experiments.readiness", "doctor"),
+    "fetch": ("guest.artifacts", "fetch"),
     "Trace": ("workload", "Trace"),
     "Usage": ("workload", "Usage"),
 }

@@ -7,8 +7,10 @@ container are measured and shown the same way, with no `if kind == ...` anywhere
 from __future__ import annotations
 
 import abc
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
@@ -140,6 +142,28 @@ def refuse_starts() -> None:
         _ending = True
 
 
+#: Every workload this process started and has not yet stopped: the one registry that the
+#: memory guard, the exit's clean-up and the labs ask (nothing below imports `VM` or `Container`).
+_live: "weakref.WeakSet[Workload]" = weakref.WeakSet()
+
+
+def live(kind: str | None = None) -> list["Workload"]:
+    """This process's running workloads, of one `kind` ('vm', 'container') or all."""
+    return [w for w in list(_live) if w.running and (kind is None or w.kind == kind)]
+
+
+def stop_live() -> None:
+    """Stop every workload this process still runs (at exit, on SIGTERM); never raises."""
+    for workload in list(_live):
+        try:
+            workload._stop_at_exit()
+        except Exception:
+            pass
+
+
+atexit.register(stop_live)
+
+
 def starts_in_flight() -> int:
     """How many `start()` calls are under way right now."""
     return _in_flight
@@ -178,9 +202,6 @@ class Workload(abc.ABC):
         must not start a workload after the exit's clean-up has stopped the running ones.
         """
         global _in_flight
-        from . import reaper
-
-        reaper.install()  # a SIGTERM to this process stops its workloads first
         with _starts:
             if _ending:
                 from .errors import WorkloadError
@@ -211,6 +232,22 @@ class Workload(abc.ABC):
 
     @abc.abstractmethod
     def _stop(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def running(self) -> bool:
+        """Whether the workload runs now."""
+
+    def _track(self) -> None:
+        """Enter the registry (`live`): call once the workload's process exists."""
+        _live.add(self)
+
+    def _untrack(self) -> None:
+        _live.discard(self)
+
+    def _stop_at_exit(self) -> None:
+        """How the process's exit stops this workload (a VM skips the polite power-off)."""
+        self.stop()
 
     def __enter__(self):
         if self.trace is None:

@@ -30,7 +30,7 @@ fi
 
 # The guest artifacts this checkout uses, copied whole (a set is a verified directory).
 artifacts=$("$project/.venv/bin/python" -c \
-  'from vmkit import artifacts; a = artifacts.newest_built("x86_64"); print(a.root if a else "")')
+  'from vmkit.guest import artifacts; a = artifacts.newest_built("x86_64"); print(a.root if a else "")')
 if [ -z "$artifacts" ]; then
   echo "게스트 아티팩트(guest artifacts)가 없습니다: 먼저 make artifacts" >&2
   exit 1

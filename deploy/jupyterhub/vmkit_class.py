@@ -27,7 +27,7 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
-from vmkit.environment import host_cgroup_version
+from vmkit.experiments.environment import host_cgroup_version
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

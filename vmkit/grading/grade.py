@@ -94,7 +94,7 @@ def _worker_started() -> None:
     and a grader that dies, even by SIGKILL, sends its workers SIGTERM."""
     import signal
 
-    from .. import background, reaper
+    from ..host import background, reaper
 
     global _parent
     _parent = os.getppid()

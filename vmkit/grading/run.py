@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import nbformat
 
-from .. import runs
+from ..host import runs
 from . import variant
 from .prepare import Plan, origin, prepare
 
@@ -132,10 +132,9 @@ def _exercise_positions(plans: list[Plan]) -> set[int]:
 
 async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
     """Run every cell; (index where it stopped or None, Korean problem, what was left running)."""
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    from jupyter_client.manager import AsyncKernelManager
 
     deadline = time.monotonic() + job.timeout
     # IPC sockets in the notebook's own 0700 temp dir: no other user (or notebook) can reach
@@ -169,7 +168,7 @@ async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
 
 
 def _engine_client():
-    from .. import engine
+    from ..container import engine
 
     return engine.client() if engine.find() is not None else None
 

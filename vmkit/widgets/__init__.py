@@ -8,6 +8,8 @@ key); each lab's panels live in a module of their own, imported on first use:
     from vmkit.widgets import EmulationPanel # lab 3: the cost of emulation
     from vmkit.widgets import LimitsPanel    # lab 4: cgroup limits, the OOM kill
     from vmkit.widgets import ArchPanel      # lab 5: another architecture
+
+Imports: `experiments` and below; never `cli` or `grading` (its peer front end).
 """
 
 from importlib import import_module

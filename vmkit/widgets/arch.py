@@ -9,7 +9,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from .. import arches
+from ..guest import arches
 from .base import MEMORY_CHOICES, Background, Panel, check_choice, table_html
 from .compare import _phase_table
 
@@ -55,7 +55,7 @@ class ArchPanel(Panel):
         """Boot the chosen architecture's guest in the background (as the Boot button does)."""
         if self.job.busy or self.vm is not None:
             return
-        from ..vm import VM
+        from ..vm.vm import VM
 
         rows: list[tuple[str, float]] = []
         self.result = {}

@@ -19,6 +19,7 @@ from typing import Iterable
 import ipywidgets as W
 
 from ..errors import InvalidInput, VmkitError
+from ..host import reaper
 
 MEMORY_CHOICES = ["128M", "256M", "512M"]
 #: Readable spacing for the small HTML tables (the notebook's CSS packs them tight).
@@ -144,6 +145,8 @@ def wait_jobs(timeout: float) -> bool:
     return not any(job.busy for job in list(_jobs))
 
 
+reaper.register_jobs(stop_jobs, wait_jobs)
+
 _live_panels: "weakref.WeakValueDictionary[tuple, Panel]" = weakref.WeakValueDictionary()
 
 
@@ -160,8 +163,6 @@ class Panel(W.VBox):
             raise InvalidInput(f"패널 키(key)는 문자열(str)이어야 합니다 (받은 값: {key!r}).",
                                "예: key='lab01' (같은 키의 이전 패널은 닫힙니다)")
         super().__init__(list(children), **kwargs)
-        from .. import reaper
-
         reaper.install()  # its jobs start workloads off the main thread: SIGTERM must still stop them
         self._panel_key = (type(self).__name__, key)
         previous = _live_panels.get(self._panel_key)

@@ -7,8 +7,9 @@ from typing import Any
 
 import ipywidgets as W
 
-from .. import compare as compare_mod
-from .. import container_limits, plots
+from ..container import limits as container_limits
+from ..experiments import compare as compare_mod
+from ..experiments import plots
 from ..units import format_bytes
 from .base import MEMORY_CHOICES, TABLE_STYLE, Background, Panel, check_choice, check_number
 
@@ -37,8 +38,8 @@ class WorkloadPanel(Panel):
                           self.status, self.phases, self.details], key=key)
 
     def _factory(self):
-        from ..container import Container
-        from ..vm import VM
+        from ..container.container import Container
+        from ..vm.vm import VM
 
         cls = VM if self.kind_select.value == "vm" else Container
         return cls(memory=self.memory_select.value)
@@ -90,7 +91,7 @@ class WorkloadPanel(Panel):
 
 
 class ComparePanel(Panel):
-    """Run `vmkit.compare` live: each trial redraws the plots and the summary table."""
+    """Run `vmkit.experiments.compare` live: each trial redraws the plots and the summary table."""
 
     def __init__(self, trials: int = 3, memory: str = "128M", key: str = ""):
         check_number(trials, 1, 10, "시행 횟수(trials)는")

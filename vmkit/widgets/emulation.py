@@ -7,7 +7,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from .. import emulation, plots
+from ..experiments import emulation, plots
 from .base import Background, Panel, check_number, table_html
 
 _WIDE = {"description_width": "initial"}

@@ -3,7 +3,7 @@
 The memory experiment starts a container with the chosen memory limit and makes a process
 in it take memory at a steady rate, past the limit, until the engine reports the kernel's
 OOM kill; the CPU experiment measures a busy loop under the chosen CPU quota. Both run
-through `vmkit.isolation`, the same functions the lab's headless cells call.
+through `vmkit.experiments.isolation`, the same functions the lab's headless cells call.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import time
 
 import ipywidgets as W
 
-from .. import container_limits, isolation, isolation_plots, plots
-from ..container import Container
+from ..container import limits as container_limits
+from ..container.container import Container
 from ..errors import VmkitError
+from ..experiments import isolation, isolation_plots, plots
 from ..units import format_bytes
 from .base import Background, Panel, check_number
 

@@ -19,8 +19,9 @@ from typing import Any, Mapping
 
 import ipywidgets as W
 
-from .. import clock, mempool, plots, sched
 from ..errors import WorkloadError
+from ..experiments import clock, mempool, plots
+from ..host import sched
 from ..units import format_bytes
 from .base import Background, Panel, check_choice, table_html
 
@@ -245,7 +246,7 @@ class PoolPanel(Panel):
         """Boot A and B side by side (inside a job); either failing stops both."""
         if self.vms and all(vm.running for vm in self.vms.values()):
             return
-        from ..vm import VM
+        from ..vm.vm import VM
 
         self.status.value = "A와 B를 부팅하는 중…"
         started = time.monotonic()

@@ -1,0 +1,79 @@
+"""`vmkit assign` (student copies of the labs) and `vmkit grade` (grade a class)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import check_output_file, emit_json, integer, seconds
+
+
+def cmd_assign(args) -> int:
+    from ..grading import assign
+
+    written = assign.assign(args.labs_dir, args.out_dir)
+    if args.json:
+        emit_json({"labs": [lab.to_dict() for lab in written]})
+        return 0
+    for lab in written:
+        print(f"  {lab.target.name}: 연습 {lab.exercises}개, {lab.points}점"
+              + (f", 숨은 검사(hidden check) {lab.hidden_removed}개 뺌" if lab.hidden_removed else ""))
+    print(f"학생용 사본(student copy) {len(written)}개를 썼습니다: {written[0].target.parent}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from tqdm import tqdm
+
+    from ..grading import grade, report
+
+    grade.check_executor(args.workers, args.scheduler)
+    check_output_file(args.out, "성적표 파일(--out)")
+    jobs, notes = grade.collect(args.submissions_dir, args.labs, args.timeout)  # bad input fails here, early
+    where = f"Dask 클러스터 {args.scheduler}" if args.scheduler else \
+        f"로컬 워커(worker) {args.workers or grade.safe_workers()}개"
+    if not args.json:
+        print(f"채점: 노트북 {len(jobs)}개, {where}", file=sys.stderr)
+    bar = tqdm(total=len(jobs), desc="채점", unit="노트북", disable=args.json, file=sys.stderr)
+
+    def progress(result) -> None:
+        bar.set_postfix_str(f"{result.student}/{result.lab}: {result.points}/{result.max_points}점")
+        bar.update()
+
+    try:
+        grades = grade.grade_jobs(jobs, notes, workers=args.workers, scheduler=args.scheduler,
+                                  on_result=progress)
+    finally:
+        bar.close()
+    paths = report.write_all(grades, args.out)
+    if args.json:
+        emit_json({"results": [r.to_dict() for r in grades.results], "notes": grades.notes,
+                   **{key: str(path) for key, path in paths.items()}})
+        return 0
+    for note in grades.notes:
+        print(f"참고: {note}", file=sys.stderr)
+    print(report.table(grades))
+    print(f"성적표(grade sheet): {paths['grades']}, 합계: {paths['summary']}, 피드백(feedback): {paths['feedback']}/")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register `assign` and `grade` on the `vmkit` command's subparsers."""
+    p = subparsers.add_parser("assign", help="실습의 학생용 사본(student copy)을 만듭니다: 답은 빈칸, 숨은 검사는 뺌")
+    p.add_argument("labs_dir", help="강사용 실습 디렉터리 (예: labs)")
+    p.add_argument("out_dir", help="학생용 사본을 쓸 디렉터리 (예: _build/student-labs)")
+    p.add_argument("--json", action="store_true", help="JSON으로 출력")
+    p.set_defaults(handler=cmd_assign)
+
+    from ..grading.run import DEFAULT_TIMEOUT
+
+    p = subparsers.add_parser("grade", help="제출된 실습 노트북을 채점합니다: 성적표(CSV)와 학생별 피드백")
+    p.add_argument("submissions_dir", help="제출물 디렉터리: <학생>/<실습 파일 이름>.ipynb")
+    p.add_argument("--out", default="grades.csv", help="성적표 CSV (옆에 grades-summary.csv와 feedback/를 씀)")
+    p.add_argument("--labs", default="labs", help="강사용 실습 디렉터리 (기본: labs)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--workers", type=integer, help="동시에 채점할 노트북 수 (기본: 이 호스트에 안전한 수)")
+    how.add_argument("--scheduler", help="Dask 스케줄러 주소 tcp://HOST:PORT (워커는 --resources VM=N으로 시작)")
+    p.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT,
+                   help=f"노트북 하나의 제한 시간, 초 (기본: {DEFAULT_TIMEOUT:.0f})")
+    p.add_argument("--json", action="store_true", help="JSON으로 출력")
+    p.set_defaults(handler=cmd_grade)
