@@ -8,7 +8,10 @@ process made.
 
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
@@ -17,6 +20,7 @@ from vmkit.guest import artifacts as artifacts_mod
 from vmkit.container import engine
 from vmkit.host import runs
 
+REPO = Path(__file__).resolve().parent.parent
 RUN_ID = os.environ.setdefault("VMKIT_RUN", f"pytest-{os.getpid()}-{secrets.token_hex(4)}")
 
 
@@ -98,6 +102,45 @@ def nothing_left_at_the_end():
 def guest_artifacts():
     """The current guest artifacts, built if missing (as `vmkit fetch` does)."""
     return artifacts_mod.fetch(progress=False)
+
+
+#: The students' environment (`make class-env`): Debian's python3 with vmkit's dependencies,
+#: readable by every user wherever this checkout lives.
+CLASS_PREFIX = Path(os.environ.get("VMKIT_CLASS_PREFIX", "/opt/vmkit-class"))
+
+
+@dataclass(frozen=True)
+class OtherUserPython:
+    """How another uid runs this checkout's vmkit: `python` with `PYTHONPATH=pythonpath`."""
+
+    python: str
+    pythonpath: str
+
+    def env(self, **base: str) -> dict[str, str]:
+        return {**base, "PYTHONPATH": self.pythonpath}
+
+
+@pytest.fixture(scope="session")
+def other_user_python():
+    """An interpreter and a world-readable copy of this checkout's `vmkit`, for tests that
+    run Python as another uid.
+
+    The checkout and its venv may sit where other users cannot enter (a clone under /root,
+    a 0700 temp dir): the code is copied to a 0755 directory under /tmp, and the interpreter
+    is the class environment's, which has vmkit's dependencies and is readable by all.
+    """
+    python = CLASS_PREFIX / "venv" / "bin" / "python"
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"no class environment at {CLASS_PREFIX} (make class-env)")
+    root = Path(tempfile.mkdtemp(prefix="vmkit-readable-", dir="/tmp"))
+    try:
+        shutil.copytree(REPO / "vmkit", root / "vmkit",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield OtherUserPython(str(python), str(root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

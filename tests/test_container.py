@@ -563,7 +563,7 @@ HIDDEN_CHILD = "import json, sys; from vmkit.host import cleanup; print(cleanup.
 
 
 @pytest.mark.parametrize("proc_options, expected", [("hidepid=2", "unknown"), (None, "alive")])
-def test_owner_hidden_by_hidepid(client, proc_options, expected):
+def test_owner_hidden_by_hidepid(client, proc_options, expected, other_user_python):
     """Seen by another user through a /proc with hidepid, a live owner is not taken for dead.
 
     The /proc with hidepid is a new proc instance in a private mount namespace of the child:
@@ -576,8 +576,9 @@ def test_owner_hidden_by_hidepid(client, proc_options, expected):
         result = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
              mount + 'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh",
-             sys.executable, "-c", HIDDEN_CHILD, json.dumps(found)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60)
+             other_user_python.python, "-c", HIDDEN_CHILD, json.dumps(found)],
+            cwd="/", env=other_user_python.env(PATH=os.environ["PATH"]),
+            capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == expected
 

@@ -215,15 +215,15 @@ def test_exec_waits_for_its_command_after_a_signal_then_stops_the_engine(state, 
 
 
 @needs_root
-def test_exec_as_a_user_without_engine_warns_and_runs_the_command():
+def test_exec_as_a_user_without_engine_warns_and_runs_the_command(other_user_python):
     """`nobody` (not root, no engine of its own, DOCKER_HOST unset) still gets its command run."""
     home = Path(tempfile.mkdtemp(prefix="vk-", dir="/tmp"))
     try:
         os.chown(home, NOBODY, NOBODY)
-        env = {"PATH": os.environ["PATH"], "HOME": str(home), "VMKIT_STATE": str(home / "state"),
-               "LANG": "C.UTF-8"}
+        env = other_user_python.env(PATH=os.environ["PATH"], HOME=str(home),
+                                    VMKIT_STATE=str(home / "state"), LANG="C.UTF-8")
         as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        out = subprocess.run([*as_nobody, *VMKIT, "engine", "exec", "--",
+        out = subprocess.run([*as_nobody, other_user_python.python, "-m", "vmkit", "engine", "exec", "--",
                               "/bin/sh", "-c", 'echo "${DOCKER_HOST:--}" > ran; exit 0'],
                              env=env, cwd=home, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

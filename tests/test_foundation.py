@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import platform
 import stat
 import subprocess
 import sys
@@ -278,3 +279,16 @@ def test_interrupted_fetch_leaves_no_partial_version(tmp_path, monkeypatch):
         artifacts.fetch(progress=False)
     assert artifacts.installed() == []
     assert [p.name for p in tmp_path.iterdir()] == ["apt-memo.json"]
+
+
+def test_x86_guests_are_told_the_host_tsc_rate(guest_artifacts):
+    """The kernel command line carries the TSC rate measured on this host (`host.tsc`)."""
+    from vmkit.host import tsc
+
+    khz = tsc.measure_khz()
+    if platform.machine() == "x86_64":
+        assert khz is not None and 100_000 <= khz <= 10_000_000
+        assert abs(tsc.measure_khz() - khz) / khz < 0.01  # two measurements agree
+    append = qemu.argv(qemu.Machine(memory_mib=128, cpus=1, accel="tcg"), guest_artifacts)
+    append = append[append.index("-append") + 1]
+    assert f"tsc_early_khz={tsc.guest_khz()}" in append.split()

@@ -51,6 +51,8 @@ class Arch:
     modules: tuple[str, ...]
     #: Repository of the container image made from its BusyBox userland.
     image_repository: str
+    #: Whether the guest is told the host's TSC rate (`tsc_early_khz`, see `host.tsc`).
+    tells_tsc_rate: bool = False
 
     @property
     def platform(self) -> str:
@@ -68,10 +70,11 @@ X86_64 = Arch(
     qemu="qemu-system-x86_64", qemu_package="qemu-system-x86", qemu_env="VMKIT_QEMU",
     # microvm with the uncompressed PVH kernel: no firmware, no PCI (DESIGN.md).
     machine_args=("-machine", "microvm,pit=off,pic=off,rtc=on"),
-    # A fixed TSC frequency, because microvm has no PIT/HPET to calibrate against (without
-    # it about half the TCG boots hung), no slow clock calibration, no PS/2 aux probe.
+    # The TSC's rate is told (`tells_tsc_rate`), because microvm has no PIT/HPET to calibrate
+    # against (without it about half the TCG boots hung); no PS/2 aux probe.
     kernel_args=("console=ttyS0 quiet tsc=reliable no_timer_check i8042.noaux "
-                 f"tsc_early_khz=2000000 {KERNEL_ARGS_TAIL}"),
+                 f"{KERNEL_ARGS_TAIL}"),
+    tells_tsc_rate=True,
     kernel_meta_package="linux-image-cloud-amd64", kernel_format="bzimage-lz4",
     kernel_file="vmlinux",
     modules=("virtio_mmio", "virtio_pci", "virtio_console", "virtio_balloon"),

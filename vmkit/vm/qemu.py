@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import MissingComponent
 from ..guest import arches
 from ..guest.artifacts import Artifacts
+from ..host import tsc
 
 QEMU_NAME = arches.X86_64.qemu
 READY_MARKER = "VMKIT-READY"
@@ -138,6 +139,9 @@ def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = No
     aarch64: virt with a Cortex-A57 and the arm64 Image. Both attach virtio-mmio devices.
     """
     arch = arches.lookup(artifacts.arch)
+    append = arch.kernel_args
+    if arch.tells_tsc_rate:  # the guest's clock runs at the rate it is told (`host.tsc`)
+        append += f" tsc_early_khz={tsc.guest_khz()}"
     args = [
         qemu_binary(arch),
         *arch.machine_args,
@@ -148,7 +152,7 @@ def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = No
         "-serial", "stdio",
         "-kernel", str(artifacts.kernel),
         "-initrd", str(artifacts.initrd),
-        "-append", f"{arch.kernel_args} {extra_append}".strip(),
+        "-append", f"{append} {extra_append}".strip(),
         "-device", machine.balloon_device(),
     ]
     if agent_socket is not None:
