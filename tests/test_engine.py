@@ -90,6 +90,18 @@ def exec_env(state: Path) -> dict:
     return dict(os.environ, VMKIT_STATE=str(state), DOCKER_HOST=engine.private_url())
 
 
+def default_signals() -> None:
+    """In the child before exec: SIGINT/SIGTERM/SIGHUP as a terminal would leave them.
+
+    A test run started with some of them ignored (nohup, a background job of a
+    non-interactive shell, some CI runners) passes the ignoring on, and `engine exec` rightly
+    keeps an ignored signal ignored: the signal tests would then wait for a signal that
+    never arrives.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture
 def run_exec(state):
     """Start `vmkit engine exec -- python CHILD <box>` in a new process group; returns (proc, box)."""
@@ -100,7 +112,8 @@ def run_exec(state):
         box.mkdir()
         argv = [*VMKIT, "engine", "exec", "--", sys.executable, "-c", CHILD, str(box)]
         proc = subprocess.Popen(argv, env=exec_env(state), stdin=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=default_signals)
         started.append(proc)
         return proc, box
 
