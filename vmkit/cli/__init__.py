@@ -257,15 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("command", nargs=argparse.REMAINDER, help="실행할 명령 (-- 뒤에)")
     a.set_defaults(handler=cmd_engine, json=False)
 
+    # Each module imports what its handlers run inside them, so this loads none of it.
     for name in SUBCOMMAND_MODULES:
         import_module(f".{name}", __package__).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # `--help` and bad arguments end here, having imported little
     from ..host import reaper
 
-    args = build_parser().parse_args(argv)
     reaper.raise_on_termination()  # SIGTERM/SIGHUP stop what this command started
     try:
         return args.handler(args)

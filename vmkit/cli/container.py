@@ -1,14 +1,18 @@
-"""`vmkit run` (one container: timeline, cost, inside view) and `vmkit cleanup` (dead sessions' leftovers)."""
+"""`vmkit run` (one container: timeline, cost, inside view) and `vmkit cleanup` (dead sessions' leftovers).
+
+Building the parser imports nothing of the container side: the handlers import docker-py
+and the rest when they run.
+"""
 
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
 
-from ..container.container import PHASE_LABELS, Container
-from ..container.limits import summary
-from ..units import format_bytes
-from ..workload import guest_view
 from . import emit_json, integer, seconds
+
+if TYPE_CHECKING:
+    from ..container.container import Container
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +34,8 @@ def add_parser(subparsers) -> None:
 
 def run_report(container: Container, timeout: float = 60.0, on_phase=None) -> dict:
     """Start `container`, look inside, measure, stop and remove it; what `vmkit run --json` prints."""
+    from ..workload import guest_view
+
     try:
         trace = container.start(timeout=timeout, on_phase=on_phase)
         usage = container.usage()
@@ -47,6 +53,10 @@ def run_report(container: Container, timeout: float = 60.0, on_phase=None) -> di
 
 
 def cmd_run(args) -> int:
+    from ..container.container import PHASE_LABELS, Container
+    from ..container.limits import summary
+    from ..units import format_bytes
+
     container = Container(memory=args.memory, cpus=args.cpus, image=args.image,
                           pids_limit=args.pids_limit)  # bad input fails here
     if args.json:

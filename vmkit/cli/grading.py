@@ -6,6 +6,11 @@ import sys
 
 from . import check_output_file, emit_json, integer, seconds
 
+#: `grading.run.DEFAULT_TIMEOUT`, spelled out: importing grading.run loads nbformat and
+#: jsonschema (about 0.8 s), which no other subcommand, nor `--help`, needs (a test checks
+#: the two agree).
+DEFAULT_TIMEOUT = 900.0
+
 
 def cmd_assign(args) -> int:
     from ..grading import assign
@@ -63,8 +68,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("out_dir", help="학생용 사본을 쓸 디렉터리 (예: _build/student-labs)")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")
     p.set_defaults(handler=cmd_assign)
-
-    from ..grading.run import DEFAULT_TIMEOUT
 
     p = subparsers.add_parser("grade", help="제출된 실습 노트북을 채점합니다: 성적표(CSV)와 학생별 피드백")
     p.add_argument("submissions_dir", help="제출물 디렉터리: <학생>/<실습 파일 이름>.ipynb")

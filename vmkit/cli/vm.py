@@ -1,14 +1,20 @@
-"""`vmkit boot`: boot one guest, show its start-up timeline and cost, shut it down."""
+"""`vmkit boot`: boot one guest, show its start-up timeline and cost, shut it down.
+
+Only `guest.arches` (plain data) is imported to build the parser; the VM itself (QMP,
+asyncio, psutil) is imported by the handler, so `vmkit --help` and the other subcommands
+do not pay for it.
+"""
 
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
 
 from ..guest import arches
-from ..units import format_bytes
-from ..vm.vm import PHASE_LABELS, VM
-from ..workload import guest_view
 from . import emit_json, seconds
+
+if TYPE_CHECKING:
+    from ..vm.vm import VM
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +32,8 @@ def add_parser(subparsers) -> None:
 
 def boot_report(vm: VM, timeout: float = 60.0, on_phase=None) -> dict:
     """Boot `vm`, look inside, measure, stop; everything `vmkit boot --json` prints."""
+    from ..workload import guest_view
+
     try:
         trace = vm.start(timeout=timeout, on_phase=on_phase)
         kernel = vm.kernel_release()
@@ -43,6 +51,9 @@ def boot_report(vm: VM, timeout: float = 60.0, on_phase=None) -> dict:
 
 
 def cmd_boot(args) -> int:
+    from ..units import format_bytes
+    from ..vm.vm import PHASE_LABELS, VM
+
     vm = VM(memory=args.memory, cpus=args.cpus, accel=args.accel, arch=args.arch)  # bad input fails here
     if args.json:
         report = boot_report(vm, args.timeout)
