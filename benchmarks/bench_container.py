@@ -44,7 +44,8 @@ if __package__ in (None, ""):
 
 from vmkit.guest import artifacts as artifacts_mod  # noqa: E402
 from vmkit.container import engine  # noqa: E402
-from vmkit.container.container import TMPFS_SIZE, Container  # noqa: E402
+from vmkit.container.container import Container  # noqa: E402
+from vmkit.container.settings import TMPFS_SIZE  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit.errors import VmkitError  # noqa: E402
 from vmkit.units import parse_memory  # noqa: E402

@@ -29,8 +29,10 @@ from vmkit.cli import container as cli_container
 from vmkit.container import engine_kinds
 from vmkit.container import container as container_mod
 from vmkit.container import engine as engine_mod
+from vmkit.container import connection, events, execs
 from vmkit.container.container import Container
 from vmkit.errors import InvalidInput, WorkloadError, WorkloadTimeout
+from vmkit.workload import CONSOLE_LINE_MAX
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20
@@ -468,7 +470,7 @@ def test_exec_output_bounded_and_timed_out_tree_killed(client):
         # Output past the limit is read to the end, dropped, and said to be cut.
         out = c.guest("head -c 3145728 /dev/zero | tr '\\0' y; echo; echo done >&2", timeout=20)
         assert c.last_rc == 0 and "output truncated" in out
-        assert out.count("y") == container_mod.EXEC_OUTPUT_MAX
+        assert out.count("y") == execs.EXEC_OUTPUT_MAX
 
 
 def test_console_line_bounded(client):
@@ -480,12 +482,26 @@ def test_console_line_bounded(client):
     c.on_console(lambda line: received.append(len(line)))
     with c:
         deadline = time.monotonic() + 20
-        while sum(received) + len(c._line) < size and time.monotonic() < deadline:
-            assert len(c._line) <= container_mod.CONSOLE_LINE_MAX
+        while sum(received) + len(c._output.line) < size and time.monotonic() < deadline:
+            assert len(c._output.line) <= CONSOLE_LINE_MAX
             time.sleep(0.05)
-        assert len(c._line) <= container_mod.CONSOLE_LINE_MAX
-        assert sum(received) + len(c._line) == size + len("VMKIT-READY")
-        assert max(received) == container_mod.CONSOLE_LINE_MAX
+        assert len(c._output.line) <= CONSOLE_LINE_MAX
+        assert sum(received) + len(c._output.line) == size + len("VMKIT-READY")
+        assert max(received) == CONSOLE_LINE_MAX
+
+
+def test_event_watcher_and_clients_close(client):
+    """The engine's event stream (a thread) and the cached clients are released by their
+    close(), and the next start makes them anew."""
+    with Container(memory="16M") as c:
+        watcher = c._watcher
+        assert watcher.thread.is_alive()
+    events.close()
+    assert not watcher.thread.is_alive()
+    connection.close()
+    with Container(memory="16M") as c:
+        assert c._watcher is not watcher and c._watcher.thread.is_alive()
+        assert c.wait_event("CREATE", timeout=5) is not None
 
 
 # ---------------------------------------------------------------- whose container is it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterable
+from typing import Callable, Iterable
 
 
 def pid_namespace(pid: int | str) -> str | None:
@@ -103,6 +103,35 @@ def kill_tree(pid: int, container_id: str, init_pid: int | None = None,
                 proc.send_signal(sig)
             except psutil.Error:
                 pass
+
+
+def first_process(pid: int | None, container_id: str) -> tuple[int | None, Cgroup | None]:
+    """(the container's first process, its cgroup) from inspect's `State.Pid`, as far as this host sees them.
+
+    The pid is kept only if it is provably the container's (in its cgroup, or in a PID
+    namespace other than ours): vmkit may run in another PID namespace than the engine.
+    """
+    cgroup = Cgroup.find(pid, container_id) if pid else None
+    return (pid if pid and (cgroup or belongs(pid, container_id, pid)) else None), cgroup
+
+
+def processes(cgroup: Cgroup | None, init_pid: int | None, top: Callable[[], dict]) -> list[int]:
+    """Host pids of every process in the container: from its cgroup (cgroup.procs); without
+    one, those in the PID namespace of its first process `init_pid`; else what the engine's
+    `top()` (`docker top`) lists."""
+    if cgroup is not None:
+        try:
+            return cgroup.procs()
+        except (OSError, ValueError):
+            pass
+    if init_pid and (found := namespace_processes(init_pid)):
+        return found
+    try:
+        listed = top()
+        column = listed["Titles"].index("PID")
+        return [int(row[column]) for row in listed["Processes"]]
+    except Exception:
+        return []
 
 
 def read(path: str) -> str:

@@ -256,7 +256,7 @@ def compare(trials: int = 3, memory="128M", cpus=1, kinds: Iterable[str] = KINDS
     cpus = parse_cpus(cpus)
     accel, timeout = _check_accel(accel), check_seconds(timeout)
     if image is not None:
-        from ..container.container import check_image
+        from ..container.images import check_image
 
         check_image(image)
     check_callback(on_result, "on_result")
