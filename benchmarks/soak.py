@@ -18,7 +18,7 @@ the baseline (cycle 0), then the same figures after cycle 10 and cycle N:
 - `tmp_entries`: entries in the temp dir. The run gets a private `TMPDIR` (and
   `tempfile.tempdir`), so every entry there was made by vmkit or what it started, and other
   runs sharing /tmp cannot disturb the count; `runtime_dirs`: this run's VMs' directories
-  under vmkit's runtime root (`vm.runtime_root()`, i.e. `$VMKIT_STATE/run`), found by the
+  under vmkit's runtime root (`vm.rundir.runtime_root()`, i.e. `$VMKIT_STATE/run`), found by the
   run's name prefix or an owner.json naming this process;
 - `children`: direct children of this process, zombies included (an unreaped child is a
   leak too); vmkit spawns QEMU as a direct child and nothing else, and grandchildren are
@@ -77,7 +77,7 @@ import psutil  # noqa: E402
 from benchmarks.common import finish, say  # noqa: E402
 from vmkit.container import engine
 from vmkit.host import runs  # noqa: E402
-from vmkit.vm import vm as vm_mod  # noqa: E402
+from vmkit.vm.rundir import runtime_root  # noqa: E402
 from vmkit.cli import KoreanArgumentParser, check_output_file, integer, seconds  # noqa: E402
 from vmkit.container.container import Container  # noqa: E402
 from vmkit.errors import InvalidInput, VmkitError, WorkloadError  # noqa: E402
@@ -149,7 +149,7 @@ class _Probe:
 
     def _runtime_dirs(self) -> list[str]:
         found = []
-        for path in vm_mod.runtime_root().iterdir():
+        for path in runtime_root().iterdir():
             mine = path.name.startswith(self.prefix)
             if not mine:
                 try:

@@ -22,11 +22,11 @@ from test_vm import BOOT_PHASES, assert_gone, assert_monotonic
 from vmkit.guest import arches, artifacts
 from vmkit import cli
 from vmkit.experiments import crossarch
-from vmkit.vm import qemu
-from vmkit.vm import vm as vm_mod
+from vmkit.vm import qemu, snapshot
+from vmkit.vm.rundir import runtime_root
 from vmkit.guest.cpio import read_names
 from vmkit.errors import InvalidInput, MissingComponent
-from vmkit.vm.vm import VM, read_snapshot_stamp
+from vmkit.vm.vm import VM
 
 REPO = Path(__file__).resolve().parent.parent
 VMKIT = [sys.executable, "-m", "vmkit"]
@@ -69,13 +69,13 @@ def test_every_architecture_is_one_row_of_data():
 
 @pytest.mark.parametrize("bad", ["sparc", "", "riscv64", 64])
 def test_bad_arch_is_refused_in_korean_before_anything_starts(bad):
-    before = set(vm_mod.runtime_root().iterdir())
+    before = set(runtime_root().iterdir())
     with pytest.raises(InvalidInput) as info:
         VM(arch=bad)
     assert "아키텍처(architecture)" in str(info.value) and "x86_64" in str(info.value)
     with pytest.raises(InvalidInput):
         artifacts.require(arch=bad)
-    assert not qemu_children() and set(vm_mod.runtime_root().iterdir()) == before
+    assert not qemu_children() and set(runtime_root().iterdir()) == before
 
 
 def test_cli_bad_arch_exits_2_with_a_korean_message(capsys):
@@ -115,19 +115,19 @@ def test_artifacts_of_another_arch_are_refused(tmp_path):
 def test_a_snapshot_of_another_arch_is_refused():
     saved = {"arch": "aarch64", "artifacts": "a", "qemu_version": "7", "options": "o"}
     with pytest.raises(InvalidInput) as info:
-        vm_mod._check_stamp(saved, dict(saved, arch="x86_64"), Path("guest.vmkit"))
+        snapshot.check_stamp(saved, dict(saved, arch="x86_64"), Path("guest.vmkit"))
     assert "아키텍처(architecture)" in str(info.value)
 
 
 def test_snapshots_made_before_arch_was_stamped_are_x86(tmp_path):
     stamp = {"format": 1, "artifacts": "a", "memory_mib": 128, "cpus": 1, "accel": "tcg"}
     path = tmp_path / "old.vmkit"
-    path.write_bytes((vm_mod.SNAPSHOT_MAGIC + json.dumps(stamp).encode() + b"\n")
-                     .ljust(vm_mod.SNAPSHOT_HEADER, b"\0"))
-    assert read_snapshot_stamp(path)["arch"] == "x86_64"
+    path.write_bytes((snapshot.MAGIC + json.dumps(stamp).encode() + b"\n")
+                     .ljust(snapshot.HEADER, b"\0"))
+    assert snapshot.read_stamp(path)["arch"] == "x86_64"
     assert VM.from_snapshot(path).arch is arches.X86_64
-    path.write_bytes((vm_mod.SNAPSHOT_MAGIC + json.dumps(dict(stamp, arch="sparc")).encode() + b"\n")
-                     .ljust(vm_mod.SNAPSHOT_HEADER, b"\0"))
+    path.write_bytes((snapshot.MAGIC + json.dumps(dict(stamp, arch="sparc")).encode() + b"\n")
+                     .ljust(snapshot.HEADER, b"\0"))
     with pytest.raises(InvalidInput, match="아키텍처"):
         VM.from_snapshot(path)
 
@@ -313,7 +313,7 @@ def test_x86_snapshots_carry_their_arch_and_still_restore(guest_artifacts, tmp_p
         vm.snapshot(path)
     finally:
         vm.stop()
-    assert read_snapshot_stamp(path)["arch"] == "x86_64"
+    assert snapshot.read_stamp(path)["arch"] == "x86_64"
     restored = VM.restore(path)
     try:
         assert restored.arch is arches.X86_64 and restored.guest("uname -m").strip() == "x86_64"

@@ -43,14 +43,14 @@ def _children() -> set[int]:
 
 
 def _runtime_dirs() -> set[str]:
-    from vmkit.vm.vm import runtime_root
+    from vmkit.vm.rundir import runtime_root
 
     return {p.name for p in runtime_root().iterdir()}
 
 
 def _ours(name: str) -> bool:
     """Whether the runtime dir `name` is this process's (another process's tests may boot VMs)."""
-    from vmkit.vm.vm import runtime_root
+    from vmkit.vm.rundir import runtime_root
 
     owner = runtime_root() / name / "owner.json"
     deadline = time.monotonic() + 2.0

@@ -12,7 +12,7 @@ import pytest
 import vmkit
 from vmkit.experiments import compare
 from vmkit.host import memguard
-from vmkit.vm import vm as vm_mod
+from vmkit.vm.rundir import runtime_root
 from vmkit.errors import InsufficientMemory, InvalidInput, VmkitError
 from vmkit.host.memguard import Running, assess, refusal
 
@@ -161,7 +161,7 @@ def test_starting_workloads_are_counted_until_their_start_ends(monkeypatch):
 
 def assert_nothing_started(vm) -> None:
     assert vm.proc is None and vm.pid is None and vm.runtime_dir is None and vm.trace is None
-    assert not (vm_mod.runtime_root() / vm.name).exists()
+    assert not (runtime_root() / vm.name).exists()
     assert not qemu_children()
 
 

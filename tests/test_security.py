@@ -31,7 +31,7 @@ import pytest
 import vmkit
 from vmkit.container import engine
 from vmkit.container.container import parse_status
-from vmkit.vm.vm import runtime_root
+from vmkit.vm.rundir import runtime_root
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "vmkit"

@@ -22,10 +22,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vmkit.vm import qemu
+from vmkit.vm import qemu, snapshot
 from vmkit.vm import vm as vm_mod
 from vmkit.errors import InvalidInput, MissingComponent, WorkloadError, WorkloadTimeout
-from vmkit.vm.vm import VM, read_snapshot_stamp
+from vmkit.vm.rundir import cleanup_stale
+from vmkit.vm.vm import VM
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -271,7 +272,7 @@ def test_snapshot_restore_keeps_uptime(fresh, tmp_path, guest_artifacts):
     saved = vm.snapshot(path)
     assert path.stat().st_size == saved["bytes"] > 4096
     assert vm.status() == "running"  # the original runs on
-    stamp = read_snapshot_stamp(path)
+    stamp = snapshot.read_stamp(path)
     assert stamp["artifacts"] == guest_artifacts.version and stamp["memory_mib"] == 128
     vm.stop()
 
@@ -305,8 +306,8 @@ def test_foreign_snapshot_is_refused(tmp_path, guest_artifacts):
                  "qemu_args": [], "options": "0"}
         stamp.update(changes)
         path = tmp_path / f"forged-{len(list(tmp_path.iterdir()))}.vmkit"
-        header = vm_mod.SNAPSHOT_MAGIC + json.dumps(stamp).encode() + b"\n"
-        path.write_bytes(header.ljust(vm_mod.SNAPSHOT_HEADER, b"\0") + b"QEVM")
+        header = snapshot.MAGIC + json.dumps(stamp).encode() + b"\n"
+        path.write_bytes(header.ljust(snapshot.HEADER, b"\0") + b"QEVM")
         return path
 
     for path, words in [(forged(artifacts="0123456789ab"), "아티팩트"), (forged(), "QEMU")]:
@@ -380,14 +381,14 @@ def test_snapshot_file_never_puts_options_on_qemus_command_line(fresh, tmp_path,
     vm.snapshot(path)
     vm.stop()
     marker = tmp_path / "written-by-qemu.log"
-    head = path.read_bytes()[:vm_mod.SNAPSHOT_HEADER]
-    stamp = json.loads(head[len(vm_mod.SNAPSHOT_MAGIC):].split(b"\n", 1)[0])
+    head = path.read_bytes()[:snapshot.HEADER]
+    stamp = json.loads(head[len(snapshot.MAGIC):].split(b"\n", 1)[0])
 
     def forge(**changes) -> Path:
         forged = dict(stamp, **changes)
-        header = vm_mod.SNAPSHOT_MAGIC + json.dumps(forged).encode() + b"\n"
+        header = snapshot.MAGIC + json.dumps(forged).encode() + b"\n"
         with open(path, "r+b") as stream:
-            stream.write(header.ljust(vm_mod.SNAPSHOT_HEADER, b"\0"))
+            stream.write(header.ljust(snapshot.HEADER, b"\0"))
         return path
 
     spawned: list[list[str]] = []
@@ -556,5 +557,5 @@ def test_sigkilled_parent_leaves_no_qemu(guest_artifacts):
     assert gone, f"QEMU {info['pid']} outlived its SIGKILLed parent"
     # The dead owner's runtime dir is recognised as stale and removed.
     rundir = Path(info["dir"])
-    assert rundir.name in vm_mod.cleanup_stale() or not rundir.exists()
+    assert rundir.name in cleanup_stale() or not rundir.exists()
     assert not rundir.exists()

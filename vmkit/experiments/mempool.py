@@ -41,7 +41,7 @@ STAGES = {
 
 def balloon_floor() -> int:
     """The smallest size the balloon may squeeze a guest to (the VM class's own limit)."""
-    from ..vm.vm import MIN_BALLOON
+    from ..vm.resources import MIN_BALLOON
 
     return MIN_BALLOON
 

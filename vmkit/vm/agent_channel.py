@@ -5,14 +5,27 @@ its process group) after <seconds>. Answer: ``VMKIT-BEGIN <id>``, the output, th
 ``VMKIT-END <id> <exit status>``, followed by `` killed`` when the agent killed it. `Replies` parses the stream as it arrives, keeps at most
 OUTPUT_LIMIT bytes of any one answer (a `yes` in the guest cannot exhaust the host's
 memory) and drops what nobody waits for any more (the rest of a timed-out command).
+
+`AgentClient` is one VM's connection to its agent (the virtio-serial port's unix socket):
+the socket, the thread reading it and the answers by id live together, so the boot's
+handshake, `VM.guest` and the polite power-off share one channel, and `close()` releases it.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import re
+import socket
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import WorkloadError, WorkloadTimeout
+from ..workload import parse_meminfo
 
 OUTPUT_LIMIT = 1 << 20
 _BEGIN = re.compile(rb"VMKIT-BEGIN (\d+)\r?\n")
@@ -104,3 +117,138 @@ class Replies:
         self._body += self._buffer[:min(count, room)]
         self._dropped += max(0, count - room)
         del self._buffer[:count]
+
+
+class AgentClient:
+    """The host's end of one guest agent: requests by id, answers from a reader thread.
+
+    `alive()` tells whether QEMU still runs: a request stops waiting once it does not.
+    Made before it connects, so that a `stop()` from another thread can always `close()` it.
+    """
+
+    def __init__(self, name: str, alive: Callable[[], bool]):
+        self._name = name
+        self._alive = alive
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._replies = Replies()
+        self._eof = False
+        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def connect(self, path: Path, deadline: float) -> None:
+        """Connect to the agent's socket (QEMU makes it), retrying until `deadline`; start reading."""
+        while True:
+            try:
+                self._sock.connect(str(path))
+                break
+            except OSError:
+                if time.monotonic() >= deadline or not self._alive():
+                    self._sock.close()
+                    raise WorkloadError("게스트 에이전트(agent) 소켓에 연결하지 못했습니다.")
+                time.sleep(0.005)
+        self._thread = threading.Thread(target=self._read, name=f"vmkit-{self._name}-agent", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Close the socket, wake every waiting request, and wait for the reader to end."""
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+        thread = self._thread
+        # Not started: an interrupt (KeyboardInterrupt) landed in `Thread.start`.
+        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+            thread.join(2)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self._eof = True
+                    self._cond.notify_all()
+                    return
+                self._replies.feed(data)
+                self._cond.notify_all()
+
+    def send(self, command: str, seconds: float) -> None:
+        """Send a request nobody waits for (the power-off); raises OSError if the channel is gone."""
+        self._sock.sendall(request_line(str(next(self._ids)).encode(), seconds, command))
+
+    def request(self, command: str, timeout: float, retry: bool = False) -> tuple[int, str]:
+        """Send one request to the agent and wait for its answer: (exit status, output).
+
+        retry=True resends (new id, growing interval) until answered: the agent opens its
+        port just after printing VMKIT-READY, and virtio-serial drops what arrives earlier.
+        The agent kills the command when `timeout` runs out, so the next request is not
+        stuck behind it; an answer keeps at most `OUTPUT_LIMIT` bytes.
+        """
+        deadline = time.monotonic() + timeout
+        interval = 0.025
+        wanted: set[bytes] = set()
+        with self._lock:
+            try:
+                while True:
+                    rid = str(next(self._ids)).encode()
+                    with self._cond:
+                        wanted.add(rid)
+                        self._replies.want(rid)
+                    try:
+                        self._sock.sendall(request_line(rid, deadline - time.monotonic(), command))
+                    except OSError:
+                        raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다.") from None
+                    resend_at = time.monotonic() + interval if retry else deadline
+                    interval = min(interval * 2, 1.0)
+                    with self._cond:
+                        while True:
+                            answer = next((self._replies.answers[rid] for rid in wanted
+                                           if rid in self._replies.answers), None)
+                            if answer is not None and not answer.killed:
+                                return answer.rc, answer.text()
+                            if self._eof or not self._alive():
+                                raise WorkloadError("게스트 에이전트(agent) 연결이 끊겼습니다: VM이 종료되었을 수 있습니다.")
+                            if retry and wanted & self._replies.begun:
+                                resend_at = deadline  # received; the guest is working on it
+                            now = time.monotonic()
+                            if now >= deadline or answer is not None:
+                                raise WorkloadTimeout(
+                                    f"게스트 명령(command) {command!r}이(가) {timeout:g}초 안에 끝나지 않아 "
+                                    "게스트 안에서 강제 종료했습니다 (killed).")
+                            if now >= resend_at:
+                                break
+                            self._cond.wait(min(deadline, resend_at) - now)
+            finally:
+                with self._cond:
+                    self._replies.forget(wanted)
+
+    def handshake(self, deadline: float, timeout: float, log: Callable[[], str]) -> float:
+        """The first answer on the channel: the guest's uptime in seconds.
+
+        `vmkit-uptime` is the agent's builtin (no process started in the guest). On failure,
+        the Korean timeout with `log()` (the console's last lines).
+        """
+        remaining = max(deadline - time.monotonic(), 0.5)
+        try:
+            _, out = self.request("vmkit-uptime", remaining, retry=True)
+            return float(out.split()[0])
+        except (WorkloadTimeout, ValueError, IndexError):
+            raise WorkloadTimeout(
+                f"게스트(guest)의 에이전트(agent)가 {timeout:g}초 안에 응답하지 않았습니다.",
+                log=log()) from None
+
+    def guest_info(self, timeout: float) -> dict[str, Any]:
+        """What the guest reports about itself: kernel release, machine (`uname -m`), memory."""
+        _, out = self.request("uname -r; uname -m; cat /proc/meminfo", timeout)
+        lines = out.splitlines() + ["", ""]
+        mem = parse_meminfo("\n".join(lines[2:]))
+        return {"kernel": lines[0].strip(), "machine": lines[1].strip(),
+                "mem_total_bytes": mem.get("MemTotal"),
+                "mem_available_bytes": mem.get("MemAvailable")}

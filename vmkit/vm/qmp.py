@@ -126,6 +126,13 @@ class QMPSession:
             raise WorkloadError(f"QEMU에 파일 디스크립터(fd)를 넘기지 못했습니다: {exc.error.error.desc}") from None
 
 
+def qmp_arguments(arguments: dict | None, keywords: dict[str, Any]) -> dict[str, Any]:
+    """A command's arguments: Python keyword names with '-' for '_', then `arguments` as given."""
+    args = {key.replace("_", "-"): value for key, value in keywords.items()}
+    args.update(arguments or {})
+    return args
+
+
 def _qmp_time(stamp: Any) -> float | None:
     """QMP's {"seconds": s, "microseconds": us} as a float (host wall clock)."""
     try:
