@@ -31,7 +31,6 @@ from vmkit.guest import artifacts
 from vmkit.container import engine
 from vmkit.host import paths, runs
 from vmkit.experiments import readiness
-from vmkit.vm import accel
 from vmkit.experiments.compare import compare
 from vmkit.errors import MissingComponent, WorkloadError
 from vmkit.vm.vm import VM

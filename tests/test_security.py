@@ -30,7 +30,7 @@ import pytest
 
 import vmkit
 from vmkit.container import engine
-from vmkit.container.container import parse_status
+from vmkit.container.host import parse_status
 from vmkit.vm.rundir import runtime_root
 
 REPO = Path(__file__).resolve().parent.parent

@@ -117,7 +117,7 @@ def cmd_cleanup(args) -> int:
             client.close()
     if not args.dry_run:
         try:
-            from ..vm.vm import cleanup_stale
+            from ..vm.rundir import cleanup_stale
 
             report["vm_runtime_dirs"] = cleanup_stale()
         except Exception as exc:  # the VM side is optional here
