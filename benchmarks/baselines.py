@@ -40,7 +40,7 @@ def typical_argv(arts: artifacts_mod.Artifacts, memory_mib: int) -> list[str]:
 
 
 def tuned_q35_argv(arts: artifacts_mod.Artifacts, memory_mib: int) -> list[str]:
-    kernel_args = arches.lookup(arts.arch).kernel_args
+    kernel_args = qemu.kernel_command_line(arches.lookup(arts.arch))
     return [qemu.qemu_binary(), "-machine", "q35", "-accel", "tcg,thread=single",
             "-m", f"{memory_mib}M", "-nodefaults", "-no-user-config", "-nographic",
             "-serial", "stdio", "-kernel", str(arts.vmlinuz), "-initrd", str(arts.initrd),

@@ -129,6 +129,15 @@ class Machine:
         return ["-accel", f"tcg,thread=single{tb_size}"]
 
 
+def kernel_command_line(arch: arches.Arch) -> str:
+    """The kernel command line vmkit gives a guest of `arch`: the architecture's arguments and,
+    where the guest must be told it, this host's TSC rate (its clock runs at the rate it is
+    told, see `host.tsc`)."""
+    if arch.tells_tsc_rate:
+        return f"{arch.kernel_args} tsc_early_khz={tsc.guest_khz()}"
+    return arch.kernel_args
+
+
 def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = None,
          agent_socket: Path | None = None, paused: bool = False, sandbox: bool = True,
          incoming: str | None = None, extra_append: str = "") -> list[str]:
@@ -139,9 +148,6 @@ def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = No
     aarch64: virt with a Cortex-A57 and the arm64 Image. Both attach virtio-mmio devices.
     """
     arch = arches.lookup(artifacts.arch)
-    append = arch.kernel_args
-    if arch.tells_tsc_rate:  # the guest's clock runs at the rate it is told (`host.tsc`)
-        append += f" tsc_early_khz={tsc.guest_khz()}"
     args = [
         qemu_binary(arch),
         *arch.machine_args,
@@ -152,7 +158,7 @@ def argv(machine: Machine, artifacts: Artifacts, *, qmp_socket: Path | None = No
         "-serial", "stdio",
         "-kernel", str(artifacts.kernel),
         "-initrd", str(artifacts.initrd),
-        "-append", f"{append} {extra_append}".strip(),
+        "-append", f"{kernel_command_line(arch)} {extra_append}".strip(),
         "-device", machine.balloon_device(),
     ]
     if agent_socket is not None:
