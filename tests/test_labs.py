@@ -44,3 +44,17 @@ def test_lab_has_three_or_more_tagged_exercises(lab):
         for i, ts in enumerate(tags):
             if f"exercise-{n}" in ts and "hidden" in ts:  # graded, never shown: not in the book either
                 assert {"check", "remove-cell"} <= ts and cells[i].cell_type == "code", (n, ts)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_what_is_for_machines_stays_out_of_the_readers_way(lab):
+    """nbval's markers are cell tags, not comments a reader sees; code comments are Korean."""
+    import re
+
+    for cell in nbformat.read(lab, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        assert "NBVAL" not in cell.source, f"tag the cell 'nbval-ignore-output' instead: {cell.source[:80]}"
+        for comment in re.findall(r"(?m)#\s*(.*)$", cell.source):
+            english = re.search(r"[A-Za-z]{3,}(\s+[A-Za-z]{2,}){3,}", comment)
+            assert not english or re.search(r"[가-힣]", comment), f"a comment in English: {comment}"
