@@ -636,3 +636,79 @@ class TitleOf(HTMLParser):
     def handle_data(self, data) -> None:
         if self._in == 1:
             self.title += data
+
+
+# --- the student edition ---------------------------------------------------------------------
+
+
+class PageText(HTMLParser):
+    """A page's text as a reader (or a search engine) sees it: tags gone, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data) -> None:
+        self.parts.append(data)
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def withheld_lines() -> dict[str, set[str]]:
+    """Per lab, the lines of its solution cells and hidden checks (shorter ones, `else:` or
+    `import statistics`, say nothing; comments neither)."""
+    import nbformat
+
+    import edition
+
+    found = {}
+    for lab in sorted((REPO / "labs").glob("[0-9][0-9]-*.ipynb")):
+        cells = nbformat.read(lab, as_version=4).cells
+        found[lab.name] = {squeeze(line) for c in cells if edition.withheld(c)
+                           for line in c.source.splitlines()
+                           if len(squeeze(line)) >= 20 and not line.lstrip().startswith("#")}
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+def test_the_student_edition_gives_no_answer_away(book):
+    """No solution cell's or hidden check's source in the pages, the search index, the single
+    page, the PDF or the downloadable notebooks; those are the student copies."""
+    import nbformat
+
+    lines = withheld_lines()
+    assert all(lines.values()), f"every lab has withheld lines to look for: {lines}"
+    texts = {str(page.relative_to(book.root)): squeeze(" ".join(parse(PageText(), page).parts))
+             for folder in (book.html, book.singlehtml) for page in book.pages(folder)}
+    texts["searchindex.js"] = squeeze((book.html / "searchindex.js").read_text(encoding="utf-8"))
+    if book.pdf.is_file() and shutil.which("pdftotext"):
+        texts["pdf"] = squeeze(subprocess.run(["pdftotext", "-enc", "UTF-8", str(book.pdf), "-"],
+                                              capture_output=True, text=True, check=True).stdout)
+    leaked = {(where, lab): line for lab, withheld in lines.items() for line in withheld
+              for where, text in texts.items() if line in text}
+    assert not leaked, f"answers in the student edition: {list(leaked.items())[:5]}"
+    for lab in lines:
+        download = book.html / "_sources" / "labs" / lab
+        assert download.is_file(), f"{lab} cannot be downloaded from its page"
+        copy = nbformat.read(download, as_version=4)
+        assert not any("hidden" in c.metadata.get("tags", []) for c in copy.cells), lab
+        solutions = [c.source for c in copy.cells if "solution" in c.metadata.get("tags", [])]
+        assert solutions and all("NotImplementedError" in s for s in solutions), lab
+
+
+def test_editions_are_chosen_and_checked():
+    import edition
+
+    assert edition.edition({}) == "student" and edition.edition({"VMKIT_EDITION": "instructor"}) == "instructor"
+    with pytest.raises(edition.EditionError, match="VMKIT_EDITION"):
+        edition.edition({"VMKIT_EDITION": "teacher"})
+    lab = (REPO / "labs" / "03-hypervisor-types.ipynb").read_text(encoding="utf-8")
+    before, after = json.loads(lab)["cells"], json.loads(edition.hide_withheld(lab))["cells"]
+    removed = ["remove-cell" in c["metadata"].get("tags", []) for c in after]
+    was = ["remove-cell" in c["metadata"].get("tags", []) for c in before]
+    newly = [a for a, r, w in zip(after, removed, was) if r and not w]
+    assert newly and all(edition.withheld(c) for c in newly)
+    assert all(r for c, r in zip(after, removed) if edition.withheld(c))
