@@ -606,6 +606,17 @@ def test_pdf_has_the_whole_book_with_hangul_embedded(book):
     for doc in toc_docs():  # every page's title made it into the one document
         title = parse(TitleOf(), book.html / f"{doc}.html").title
         assert re.sub(r"\s+", "", title) in squeezed, f"{doc}: title {title!r} not in the PDF"
+    import nbformat
+
+    import edition
+
+    long_lines = [line for cell in nbformat.read(REPO / f"{LAB01}.ipynb", as_version=4).cells
+                  if cell.cell_type == "code" and not edition.withheld(cell)
+                  and not {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
+                  for line in cell.source.splitlines() if len(line) > 90]
+    assert long_lines, "lab 01 has long code lines to look for"
+    cut = [line for line in long_lines if re.sub(r"\s+", "", line) not in squeezed]
+    assert not cut, f"code lines cut off on paper (no wrapping): {cut[:3]}"
     fonts = subprocess.run(["pdffonts", str(book.pdf)], capture_output=True, text=True,
                            check=True).stdout.splitlines()[2:]
     assert fonts and all(line.split()[-5] == "yes" for line in fonts), \
@@ -712,3 +723,27 @@ def test_editions_are_chosen_and_checked():
     newly = [a for a, r, w in zip(after, removed, was) if r and not w]
     assert newly and all(edition.withheld(c) for c in newly)
     assert all(r for c, r in zip(after, removed) if edition.withheld(c))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+@needs_chromium
+def test_search_excerpts_show_where_the_word_is(book, served_book):
+    """Each result's excerpt is the text around the word as typed (with its particle), taken
+    from the page's body: not the title and the page's contents list it begins with."""
+    with chromium_page() as page:
+        Offline(page, served_book)
+        search(page, served_book, "컨테이너를")
+        page.wait_for_function("document.querySelectorAll('#search-results p.context').length >= 3",
+                               timeout=30_000)
+        results = page.eval_on_selector_all(
+            "#search-results ul.search li",
+            "items => items.map(li => [li.querySelector('a').getAttribute('href'),"
+            " li.querySelector('a').innerText, (li.querySelector('p.context') || {}).innerText || ''])")
+    assert len(results) >= 3, results
+    for href, title, excerpt in results:
+        doc = re.sub(r"\.html$", "", href.split("#")[0].split("?")[0])
+        assert "컨테이너" in excerpt, (doc, excerpt)
+        assert not excerpt.lstrip(".").startswith(title), (doc, excerpt)
+        if "컨테이너를" in article_text(book.html / f"{doc}.html"):
+            assert "컨테이너를" in excerpt, (doc, excerpt)
