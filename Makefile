@@ -71,16 +71,20 @@ class-env: venv artifacts
 # repository>): each lab page gets a button that opens the lab in that class hub
 # (book/_ext/hub_launch.py writes the config with the launch buttons).
 VMKIT_HUB_URL ?=
+# EDITION=student (default): no solution cells or hidden checks in the pages, the search index
+# or the PDF, and the downloadable labs are the student copies. EDITION=instructor: the labs
+# whole, for the course's staff only (book/_ext/edition.py).
+EDITION     ?= student
 book: setup
 	$(if $(VMKIT_HUB_URL),VMKIT_HUB_URL='$(VMKIT_HUB_URL)' $(BIN)/python book/_ext/hub_launch.py _build/hub/_config.yml)
-	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all \
-	  $(if $(VMKIT_HUB_URL),--config _build/hub/_config.yml) .
+	VMKIT_EDITION=$(EDITION) $(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror \
+	  --keep-going --all $(if $(VMKIT_HUB_URL),--config _build/hub/_config.yml) .
 
 # The whole book as one PDF: the singlehtml build, printed by Debian's Chromium (Playwright).
 PDF         := _build/pdf/vmkit-textbook.pdf
 pdf: setup
-	$(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror --keep-going --all \
-	  --builder singlehtml .
+	VMKIT_EDITION=$(EDITION) $(VMKIT) engine exec -- $(BIN)/jupyter-book build --warningiserror \
+	  --keep-going --all --builder singlehtml .
 	$(BIN)/python book/_ext/print_pdf.py _build/singlehtml $(PDF)
 
 test: setup class-env

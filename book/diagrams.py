@@ -45,12 +45,13 @@ def _figure(panels: list[tuple[str, list[Row]]], height: float = 4.2) -> Figure:
 
 
 def hypervisor_types() -> Figure:
-    """Type 1 (on the hardware) beside type 2 (an application on a host OS)."""
+    """Type 1 (on the hardware; Xen's dom0 / Hyper-V's root partition beside the guests) and type 2."""
     type1 = [
         [("하드웨어 (CPU · 메모리 · 저장 장치)", "hw", 0, 3)],
-        [("유형 1 하이퍼바이저\n(KVM · Hyper-V · ESXi)", "hyper", 0, 3)],
-        [("게스트 OS", "guest", 0, 1), ("게스트 OS", "guest", 1, 1), ("게스트 OS", "guest", 2, 1)],
-        [("앱", "app", 0, 1), ("앱", "app", 1, 1), ("앱", "app", 2, 1)],
+        [("유형 1 하이퍼바이저\n(ESXi · Hyper-V · Xen)", "hyper", 0, 3)],
+        [("관리 OS\n(Xen dom0 ·\nHyper-V 루트)", "os", 0, 1), ("게스트 OS", "guest", 1, 1),
+         ("게스트 OS", "guest", 2, 1)],
+        [("장치 드라이버", "app", 0, 1), ("앱", "app", 1, 1), ("앱", "app", 2, 1)],
     ]
     type2 = [
         [("하드웨어 (CPU · 메모리 · 저장 장치)", "hw", 0, 3)],

@@ -606,6 +606,17 @@ def test_pdf_has_the_whole_book_with_hangul_embedded(book):
     for doc in toc_docs():  # every page's title made it into the one document
         title = parse(TitleOf(), book.html / f"{doc}.html").title
         assert re.sub(r"\s+", "", title) in squeezed, f"{doc}: title {title!r} not in the PDF"
+    import nbformat
+
+    import edition
+
+    long_lines = [line for cell in nbformat.read(REPO / f"{LAB01}.ipynb", as_version=4).cells
+                  if cell.cell_type == "code" and not edition.withheld(cell)
+                  and not {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
+                  for line in cell.source.splitlines() if len(line) > 90]
+    assert long_lines, "lab 01 has long code lines to look for"
+    cut = [line for line in long_lines if re.sub(r"\s+", "", line) not in squeezed]
+    assert not cut, f"code lines cut off on paper (no wrapping): {cut[:3]}"
     fonts = subprocess.run(["pdffonts", str(book.pdf)], capture_output=True, text=True,
                            check=True).stdout.splitlines()[2:]
     assert fonts and all(line.split()[-5] == "yes" for line in fonts), \
@@ -636,3 +647,103 @@ class TitleOf(HTMLParser):
     def handle_data(self, data) -> None:
         if self._in == 1:
             self.title += data
+
+
+# --- the student edition ---------------------------------------------------------------------
+
+
+class PageText(HTMLParser):
+    """A page's text as a reader (or a search engine) sees it: tags gone, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data) -> None:
+        self.parts.append(data)
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def withheld_lines() -> dict[str, set[str]]:
+    """Per lab, the lines of its solution cells and hidden checks (shorter ones, `else:` or
+    `import statistics`, say nothing; comments neither)."""
+    import nbformat
+
+    import edition
+
+    found = {}
+    for lab in sorted((REPO / "labs").glob("[0-9][0-9]-*.ipynb")):
+        cells = nbformat.read(lab, as_version=4).cells
+        found[lab.name] = {squeeze(line) for c in cells if edition.withheld(c)
+                           for line in c.source.splitlines()
+                           if len(squeeze(line)) >= 20 and not line.lstrip().startswith("#")}
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+def test_the_student_edition_gives_no_answer_away(book):
+    """No solution cell's or hidden check's source in the pages, the search index, the single
+    page, the PDF or the downloadable notebooks; those are the student copies."""
+    import nbformat
+
+    lines = withheld_lines()
+    assert all(lines.values()), f"every lab has withheld lines to look for: {lines}"
+    texts = {str(page.relative_to(book.root)): squeeze(" ".join(parse(PageText(), page).parts))
+             for folder in (book.html, book.singlehtml) for page in book.pages(folder)}
+    texts["searchindex.js"] = squeeze((book.html / "searchindex.js").read_text(encoding="utf-8"))
+    if book.pdf.is_file() and shutil.which("pdftotext"):
+        texts["pdf"] = squeeze(subprocess.run(["pdftotext", "-enc", "UTF-8", str(book.pdf), "-"],
+                                              capture_output=True, text=True, check=True).stdout)
+    leaked = {(where, lab): line for lab, withheld in lines.items() for line in withheld
+              for where, text in texts.items() if line in text}
+    assert not leaked, f"answers in the student edition: {list(leaked.items())[:5]}"
+    for lab in lines:
+        download = book.html / "_sources" / "labs" / lab
+        assert download.is_file(), f"{lab} cannot be downloaded from its page"
+        copy = nbformat.read(download, as_version=4)
+        assert not any("hidden" in c.metadata.get("tags", []) for c in copy.cells), lab
+        solutions = [c.source for c in copy.cells if "solution" in c.metadata.get("tags", [])]
+        assert solutions and all("NotImplementedError" in s for s in solutions), lab
+
+
+def test_editions_are_chosen_and_checked():
+    import edition
+
+    assert edition.edition({}) == "student" and edition.edition({"VMKIT_EDITION": "instructor"}) == "instructor"
+    with pytest.raises(edition.EditionError, match="VMKIT_EDITION"):
+        edition.edition({"VMKIT_EDITION": "teacher"})
+    lab = (REPO / "labs" / "03-hypervisor-types.ipynb").read_text(encoding="utf-8")
+    before, after = json.loads(lab)["cells"], json.loads(edition.hide_withheld(lab))["cells"]
+    removed = ["remove-cell" in c["metadata"].get("tags", []) for c in after]
+    was = ["remove-cell" in c["metadata"].get("tags", []) for c in before]
+    newly = [a for a, r, w in zip(after, removed, was) if r and not w]
+    assert newly and all(edition.withheld(c) for c in newly)
+    assert all(r for c, r in zip(after, removed) if edition.withheld(c))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(3600)
+@needs_chromium
+def test_search_excerpts_show_where_the_word_is(book, served_book):
+    """Each result's excerpt is the text around the word as typed (with its particle), taken
+    from the page's body: not the title and the page's contents list it begins with."""
+    with chromium_page() as page:
+        Offline(page, served_book)
+        search(page, served_book, "컨테이너를")
+        page.wait_for_function("document.querySelectorAll('#search-results p.context').length >= 3",
+                               timeout=30_000)
+        results = page.eval_on_selector_all(
+            "#search-results ul.search li",
+            "items => items.map(li => [li.querySelector('a').getAttribute('href'),"
+            " li.querySelector('a').innerText, (li.querySelector('p.context') || {}).innerText || ''])")
+    assert len(results) >= 3, results
+    for href, title, excerpt in results:
+        doc = re.sub(r"\.html$", "", href.split("#")[0].split("?")[0])
+        assert "컨테이너" in excerpt, (doc, excerpt)
+        assert not excerpt.lstrip(".").startswith(title), (doc, excerpt)
+        if "컨테이너를" in article_text(book.html / f"{doc}.html"):
+            assert "컨테이너를" in excerpt, (doc, excerpt)

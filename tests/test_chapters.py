@@ -57,3 +57,95 @@ def test_every_chapter_ends_with_review_questions_and_hidden_answers():
         text = (BOOK / chapter).read_text()
         assert "## 복습 문제" in text, chapter
         assert ":class: dropdown" in text.split("## 복습 문제", 1)[1], chapter
+
+
+LABS = Path(__file__).resolve().parent.parent / "labs"
+
+
+def reader_text() -> dict[str, str]:
+    """Every chapter and lab as the reader meets it (lab notebooks: their cells' sources)."""
+    import json
+
+    texts = {p.name: p.read_text() for p in BOOK.rglob("*.md")}
+    for lab in LABS.glob("*.ipynb"):
+        cells = json.loads(lab.read_text())["cells"]
+        texts[lab.name] = "\n".join("".join(c["source"]) for c in cells)
+    return {name: re.sub(r"\s+", " ", text) for name, text in texts.items()}
+
+
+#: Corrected statements (issue: "a textbook a professor would adopt"): what must be said, where.
+SAYS = {
+    "hypervisor-types.md": [
+        r"\| \*\*유형 1\*\*.*Xen", r"\| \*\*유형 2\*\*.*VirtualBox",  # the two-by-two table
+        "에뮬레이션", "하드웨어 지원 가상화", "dom0", "루트 파티션", "ISCA 2016", "Popek|포펙",
+        r"\(유형 2\) 생기는 것이 아닙니다",
+    ],
+    "hypervisor.md": [r"thread=single", "ALL CPUs/TCG", "제한된 직접 실행", "빌려 씁니다", "장치 에뮬레이션"],
+    "containers-and-vms.md": ["자원 한도", "memory.max", "cpu.weight", r"struct page", "머신 유형"],
+    "deeper.md": ["seccomp", "AppArmor", "SnapStart", "mmap", "난수", "qmp_capabilities", "cgroup v2",
+                  r"시간\(time\)", "반가상화", "블록", "보조 UID"],
+    "03-hypervisor-types.ipynb": ["에뮬레이션의 값", "ISCA 2016", "Xen"],
+}
+
+#: Claims the book used to make and must not make again.
+NEVER = {
+    r"VM 탈출[ (]*VM exit": "VM exit is not an escape: write 'VM exit(게스트→하이퍼바이저 전환)'",
+    r"원문": "the reader does not have the source document",
+    r"유형 2의 (자리|모습)|유형 1의 자리": "type 1/2 is where a hypervisor sits, not how it runs code",
+    r"vCPU는 호스트의 스레드입니다": "one vCPU is one thread only under KVM or multi-threaded TCG",
+    r"호스트의 운영 체제와 상관없이 옮길": "a saved VM state needs a compatible machine type and CPU model",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAYS))
+def test_corrected_statements_are_said(name):
+    text = reader_text()[name]
+    missing = [fact for fact in SAYS[name] if not re.search(fact, text)]
+    assert not missing, f"{name} does not say: {missing}"
+
+
+@pytest.mark.parametrize("pattern", sorted(NEVER))
+def test_wrong_statements_are_gone(pattern):
+    found = [name for name, text in reader_text().items() if re.search(pattern, text)]
+    assert not found, f"{NEVER[pattern]}: {found}"
+
+
+#: One spelling per term across the chapters, the labs' text and the README's Korean part; the
+#: glossary (book/appendix/glossary.md) is the reference. Preferred spelling: other spellings.
+TERMS = {
+    "운영 체제": [r"운영체제"],
+    "리눅스": [r"(?<![A-Za-z`/])Linux(?![A-Za-z`®])"],
+    "가상 머신": [r"가상머신"],
+    "스냅샷": [r"스냅숏"],
+    "아키텍처": [r"아키텍쳐"],
+    "네임스페이스": [r"네임 스페이스"],
+    "Podman": [r"포드맨"],
+    "루트리스": [r"로트리스"],
+}
+
+
+def prose() -> dict[str, str]:
+    """What a reader reads as prose: chapters, the labs' Markdown cells, the README's Korean part."""
+    import json
+
+    texts = {p.name: p.read_text() for p in BOOK.rglob("*.md")}
+    for lab in LABS.glob("*.ipynb"):
+        cells = json.loads(lab.read_text())["cells"]
+        texts[lab.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    readme = (BOOK.parent / "README.md").read_text()
+    texts["README.md"] = readme.split("## Developer guide", 1)[0]
+    return texts
+
+
+@pytest.mark.parametrize("term", sorted(TERMS))
+def test_one_spelling_per_term(term):
+    glossary = (BOOK / "appendix" / "glossary.md").read_text()
+    found = {name: sorted(set(m.group(0) for v in TERMS[term] for m in re.finditer(v, text)))
+             for name, text in prose().items()}
+    found = {name: spellings for name, spellings in found.items() if spellings}
+    assert not found, f"write {term!r}: {found}"
+    assert term in glossary or any(term in text for text in prose().values())
+
+
+def test_the_spelling_check_finds_a_variant():
+    assert re.search(TERMS["리눅스"][0], "Linux 커널") and not re.search(TERMS["리눅스"][0], "SELinux")

@@ -44,3 +44,43 @@ def test_lab_has_three_or_more_tagged_exercises(lab):
         for i, ts in enumerate(tags):
             if f"exercise-{n}" in ts and "hidden" in ts:  # graded, never shown: not in the book either
                 assert {"check", "remove-cell"} <= ts and cells[i].cell_type == "code", (n, ts)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_what_is_for_machines_stays_out_of_the_readers_way(lab):
+    """nbval's markers are cell tags, not comments a reader sees; code comments are Korean."""
+    import re
+
+    for cell in nbformat.read(lab, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        assert "NBVAL" not in cell.source, f"tag the cell 'nbval-ignore-output' instead: {cell.source[:80]}"
+        for comment in re.findall(r"(?m)#\s*(.*)$", cell.source):
+            english = re.search(r"[A-Za-z]{3,}(\s+[A-Za-z]{2,}){3,}", comment)
+            assert not english or re.search(r"[가-힣]", comment), f"a comment in English: {comment}"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_visible_checks_check_form_not_the_answer(lab):
+    """A visible check confirms type, range and plausibility; it repeats no line of the solution
+    or of a hidden check (those comparisons are what `vmkit grade` runs, unseen)."""
+    import re
+
+    def lines(cell) -> set[str]:
+        return {re.sub(r"\s+", "", line) for line in cell.source.splitlines()
+                if len(line.strip()) >= 12 and not line.lstrip().startswith(("#", "import "))}
+
+    cells = nbformat.read(lab, as_version=4).cells
+    roles: dict[int, dict[str, list]] = {}
+    for cell in cells:
+        tags = set(cell.metadata.get("tags", []))
+        number = next((int(t.split("-")[1]) for t in tags if t.startswith("exercise-")), None)
+        if number is None or cell.cell_type != "code":
+            continue
+        role = "hidden" if "hidden" in tags else "solution" if "solution" in tags else "check"
+        roles.setdefault(number, {}).setdefault(role, []).append(cell)
+    for number, found in roles.items():
+        assert found.get("hidden"), f"exercise {number}: the exact comparison belongs in a hidden check"
+        visible = set().union(*(lines(c) for c in found["check"]))
+        secret = set().union(*(lines(c) for c in found["solution"] + found["hidden"]))
+        assert not visible & secret, f"exercise {number}: the visible check gives away {visible & secret}"

@@ -107,13 +107,50 @@ var Stemmer = function() {
        "min_stem": MIN_STEM, "hangul": r"\uAC00-\uD7A3"}
 
 
+#: The excerpt under each search result: Sphinx takes the first place where a *stem* occurs in
+#: the page's whole main block, which begins with the title and the page's own contents list,
+#: so a query with a particle (컨테이너를) showed the page's first line. This looks in the
+#: article's body only (no title, contents list, sidebar or print-only copy), for the words as
+#: typed first (컨테이너를), then for their stems (컨테이너), and shows the text around it.
+JS_SUMMARY = """
+/* Search excerpts around the match (book/_ext/korean_search.py JS_SUMMARY). */
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof Search === "undefined") return;
+  const SKIP = [".headerlink", "script", "style", "nav", "h1", ".onlyprint", ".bd-sidebar-secondary",
+                ".bd-header-article", ".prev-next-area", ".bd-footer-article", ".toctree-wrapper"];
+  const positionsOf = (lower, words) =>
+    words.map((w) => lower.indexOf(w.toLowerCase())).filter((i) => i > -1);
+  Search.makeSearchSummary = (htmlText, keywords, anchor) => {
+    const doc = new DOMParser().parseFromString(htmlText, "text/html");
+    const main = doc.querySelector('[role="main"]');
+    if (!main) return null;
+    SKIP.forEach((q) => main.querySelectorAll(q).forEach((el) => el.remove()));
+    const block = (anchor && main.querySelector(anchor)) || main.querySelector("article") || main;
+    const text = block.textContent.replace(/\\s+/g, " ").trim();
+    if (text === "") return null;
+    const lower = text.toLowerCase();
+    const typed = splitQuery(new URLSearchParams(window.location.search).get("q") || "");
+    const found = positionsOf(lower, typed);
+    const stems = found.length ? found : positionsOf(lower, [...keywords]);
+    const hit = stems.length ? Math.min(...stems) : 0;
+    const start = Math.max(hit - 80, 0);
+    const summary = document.createElement("p");
+    summary.classList.add("context");
+    summary.textContent = (start ? "..." : "") + text.substr(start, 240).trim() +
+      (start + 240 < text.length ? "..." : "");
+    return summary;
+  };
+});
+"""
+
+
 class SearchKorean(SearchEnglish):
     """Korean (with English words in between): particle-stripping stems, Porter for the rest."""
 
     lang = "ko"
     language_name = "Korean"
     js_splitter_code = JS_SPLITTER
-    js_stemmer_code = JS_STEMMER
+    js_stemmer_code = JS_STEMMER + JS_SUMMARY
 
     def split(self, input: str) -> list[str]:
         return split(input)

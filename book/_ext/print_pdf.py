@@ -35,6 +35,9 @@ PRINT_CSS = """
   .bd-main .bd-content .bd-article-container { max-width: 100% !important; }
   pre, .cell_output, .widget-subarea, figure, img { break-inside: avoid; }
   h1, h2, h3 { break-after: avoid; }
+  /* Paper has no horizontal scroll bar: long code lines wrap instead of being cut off. */
+  pre, pre code, .highlight pre { white-space: pre-wrap !important; overflow-wrap: anywhere;
+                                  overflow: visible !important; }
 }
 """
 
