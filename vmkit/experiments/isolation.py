@@ -413,14 +413,19 @@ class Allocation:
 
 
 def _alloc_command(total: int, chunk: int, pause: float) -> str:
-    """Shell: `tail` keeps a newline-free stream whole in memory; it is the OOM killer's pick."""
+    """Shell: `tail` keeps a newline-free stream whole in memory; it is the OOM killer's pick.
+
+    Only the subshell asks to be killed first (oom_score_adj 1000): the shell that reports its
+    status keeps the default, so the report comes even when the kernel picks the subshell's
+    own `sh` instead of `tail` (the report used to be lost with it, now and then).
+    """
     if pause > 0:
         steps = -(-total // chunk)
         source = (f"(i=0; while [ $i -lt {steps} ] && head -c {chunk} /dev/zero; "
                   f"do i=$((i+1)); sleep {pause:.3f}; done)")
     else:
         source = f"head -c {total} /dev/zero"
-    return f"echo 1000 > /proc/self/oom_score_adj; {source} | tail > /dev/null; echo rc=$?"
+    return f"(echo 1000 > /proc/self/oom_score_adj; {source} | tail > /dev/null); echo rc=$?"
 
 
 def allocate(workload, total: str | int = "256M", chunk: str | int = "1M", pause: float = 0.0,
