@@ -55,7 +55,8 @@ def class_submissions(root: Path) -> Path:
         "exception": exception,
         "nocheck": without(solved(teacher), 3, "check"),
         "leaky": leaky,
-        "copier": solved(teacher, exercise_4="answer_4 = 0.9 * my_memory_mib"),
+        "copier": solved(teacher, exercise_4="answer_4_prediction = my_memory_mib * answer_1 / 100\n"
+                                             "answer_4 = 0.9 * my_memory_mib"),
     }
     subs = root / "subs"
     for student, nb in found.items():

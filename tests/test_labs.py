@@ -84,3 +84,46 @@ def test_visible_checks_check_form_not_the_answer(lab):
         visible = set().union(*(lines(c) for c in found["check"]))
         secret = set().union(*(lines(c) for c in found["solution"] + found["hidden"]))
         assert not visible & secret, f"exercise {number}: the visible check gives away {visible & secret}"
+
+
+def _prompts(cells) -> dict[int, set[str]]:
+    """{exercise number: the tags of its prompt (markdown) cell}."""
+    found = {}
+    for cell in cells:
+        tags = set(cell.metadata.get("tags", []))
+        number = next((int(t.split("-")[1]) for t in tags if t.startswith("exercise-")), None)
+        if number is not None and cell.cell_type == "markdown":
+            found[number] = tags
+    return found
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_at_least_half_the_exercises_ask_for_a_decision(lab):
+    """Exercises tagged `decide` make the student predict before measuring, choose a parameter,
+    find a fact inside a guest or container, or explain by choosing a cause: at least half."""
+    prompts = _prompts(nbformat.read(lab, as_version=4).cells)
+    deciding = [n for n, tags in prompts.items() if "decide" in tags]
+    assert 2 * len(deciding) >= len(prompts), f"{len(deciding)} of {len(prompts)} exercises ask for a decision"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
+def test_each_lab_has_a_variant_drawn_from_the_student_id(lab):
+    """The first code cell sets STUDENT_ID, from which the student's numbers are picked; an exercise tagged
+    `variant` uses them in its prompt and in the hidden check that grades it."""
+    import re
+
+    cells = nbformat.read(lab, as_version=4).cells
+    first = next(c for c in cells if c.cell_type == "code")
+    assert re.search(r'^STUDENT_ID = "', first.source, re.M), "the first code cell sets STUDENT_ID"
+    picked = [name for c in cells if c.cell_type == "code" and "variant.pick(variant.student_id(STUDENT_ID)" in c.source
+              for name in re.findall(r"^(my_\w+) = ", c.source, re.M)]
+    assert picked, "the student's numbers are picked with variant.pick from STUDENT_ID"
+    variants = [n for n, tags in _prompts(cells).items() if "variant" in tags]
+    assert variants, "an exercise is tagged 'variant'"
+    for n in variants:
+        mine = [c for c in cells if f"exercise-{n}" in c.metadata.get("tags", [])]
+        prompt = next(c for c in mine if c.cell_type == "markdown")
+        hidden = [c for c in mine if "hidden" in c.metadata.get("tags", [])]
+        assert any(name in prompt.source for name in picked), f"exercise {n}: the prompt names the variant"
+        assert any(name in c.source for c in hidden for name in picked), \
+            f"exercise {n}: the hidden check grades against the student's own variant"
