@@ -140,7 +140,8 @@ def test_unreadable_and_missing_submissions(graded):
     assert [ex.passed for ex in results["garbage"].exercises] == [False, False]
     assert results["absent"].problem == "제출물이 없습니다."
     assert {ex.message for ex in results["absent"].exercises} == {"제출하지 않았습니다."}
-    assert grades.notes == ["99-unknown.ipynb: 같은 이름의 강사용 실습이 없어 채점하지 않습니다."]
+    assert grades.notes == ["absent/99-unknown.ipynb: 어느 실습과도 이름이 맞지 않아 채점하지 않았습니다 "
+                            "(실습: 01-double.ipynb)."]
 
 
 def test_grade_sheet_summary_and_feedback_files(graded):

@@ -33,20 +33,37 @@ def cmd_grade(args) -> int:
 
     grade.check_executor(args.workers, args.scheduler)
     check_output_file(args.out, "성적표 파일(--out)")
-    jobs, notes = grade.collect(args.submissions_dir, args.labs, args.timeout)  # bad input fails here, early
+    from pathlib import Path
+
+    out_dir = Path(args.out).resolve().parent
+    jobs, notes = grade.collect(args.submissions_dir, args.labs, args.timeout,  # bad input fails here, early
+                                exclude=[out_dir])
+    done = report.read_json(report.paths(args.out)["json"]) if args.resume else []
+    wanted = {(job.student, job.lab) for job in jobs}
+    done = [r for r in done if (r.student, r.lab) in wanted]
+    if done and not args.json:
+        print(f"이어서 채점(--resume): 이미 채점한 노트북 {len(done)}개는 건너뜁니다.", file=sys.stderr)
     where = f"Dask 클러스터 {args.scheduler}" if args.scheduler else \
         f"로컬 워커(worker) {args.workers or grade.safe_workers()}개"
     if not args.json:
         print(f"채점: 노트북 {len(jobs)}개, {where}", file=sys.stderr)
-    bar = tqdm(total=len(jobs), desc="채점", unit="노트북", disable=args.json, file=sys.stderr)
+    bar = tqdm(total=len(jobs), initial=len(done), desc="채점", unit="노트북", disable=args.json, file=sys.stderr)
+    landed = list(done)
 
     def progress(result) -> None:
+        landed.append(result)  # every file is rewritten as each notebook lands: nothing finished is lost
+        report.write_all(grade.Grades(sorted(landed, key=lambda r: (r.student, r.lab)), notes), args.out)
         bar.set_postfix_str(f"{result.student}/{result.lab}: {result.points}/{result.max_points}점")
         bar.update()
 
     try:
         grades = grade.grade_jobs(jobs, notes, workers=args.workers, scheduler=args.scheduler,
-                                  on_result=progress)
+                                  on_result=progress, done=done)
+    except BaseException:
+        if not args.json:
+            print(f"\n채점이 중간에 멈췄습니다: 끝난 노트북 {len(landed)}개의 결과는 {args.out}에 있습니다. "
+                  "같은 명령에 --resume을 붙이면 남은 것만 채점합니다.", file=sys.stderr)
+        raise
     finally:
         bar.close()
     paths = report.write_all(grades, args.out)
@@ -58,6 +75,7 @@ def cmd_grade(args) -> int:
         print(f"참고: {note}", file=sys.stderr)
     print(report.table(grades))
     print(f"성적표(grade sheet): {paths['grades']}, 합계: {paths['summary']}, 피드백(feedback): {paths['feedback']}/")
+    print(f"내보내기: {paths['json']} (JSON), {paths['canvas']} (Canvas 성적부 가져오기)")
     return 0
 
 
@@ -76,6 +94,8 @@ def add_parser(subparsers) -> None:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--workers", type=integer, help="동시에 채점할 노트북 수 (기본: 이 호스트에 안전한 수)")
     how.add_argument("--scheduler", help="Dask 스케줄러 주소 tcp://HOST:PORT (워커는 --resources VM=N으로 시작)")
+    p.add_argument("--resume", action="store_true",
+                   help="멈춘 채점을 이어서: --out 옆 grades.json에 이미 있는 노트북은 다시 채점하지 않음")
     p.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT,
                    help=f"노트북 하나의 제한 시간, 초 (기본: {DEFAULT_TIMEOUT:.0f})")
     p.add_argument("--json", action="store_true", help="JSON으로 출력")

@@ -1,20 +1,25 @@
 """Grade a class: find the submissions, run each on an executor, collect the results.
 
 `SUBMISSIONS_DIR/<student>/<lab file name>.ipynb` is graded against the instructor's lab
-of the same name. The executor is either local worker processes (`workers`) or an
-existing Dask distributed cluster (`scheduler`), where each notebook asks for one unit
-of the worker resource `VM`, so a worker started with `--resources VM=2` never runs more
-than two notebooks at once. Both call the same `run.grade_notebook`.
+of the same name (a near name such as `01-… (1).ipynb` or `…-Copy1.ipynb` is matched and
+reported; folders such as `__MACOSX/` are skipped). The executor is either local worker
+processes (`workers`), a fresh one per notebook so that a notebook that kills its worker
+fails alone (retried once), or an existing Dask distributed cluster (`scheduler`), where
+each notebook asks for one unit of the worker resource `VM`, so a worker started with
+`--resources VM=2` never runs more than two notebooks at once. Both call the same
+`run.grade_notebook`. Results already graded (`done`, e.g. from `--resume`) are not run again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import psutil
@@ -53,19 +58,73 @@ def safe_workers() -> int:
     return max(1, min(cores // 2, by_memory))
 
 
-def collect(submissions_dir: str | Path, labs_dir: str | Path,
-            timeout: float = DEFAULT_TIMEOUT) -> tuple[list[Job], list[str]]:
-    """One Job per (student, handed-in lab); notes (Korean) on files that are not graded."""
+#: Folders under the submissions that are never students: archive debris, grader output.
+NOT_STUDENTS = {"__MACOSX", "feedback", "__pycache__", ".ipynb_checkpoints"}
+#: What file managers and browsers append to a copy's name: " (1)", "-Copy1", " copy", "_사본".
+COPY_MARK = re.compile(r"(?:\s*\(\d+\)|[-_ ](?:copy|사본)\d*)+$", re.IGNORECASE)
+
+
+def match_lab(filename: str, labs: list[str]) -> str | None:
+    """The lab a handed-in file is: its exact name, or the same name without copy marks and
+    case, or the one lab with its two-digit number; None if none or several fit."""
+    if filename in labs:
+        return filename
+    if not filename.lower().endswith(".ipynb"):
+        return None
+    stem = COPY_MARK.sub("", filename[:-len(".ipynb")]).strip().lower()
+    same = [lab for lab in labs if lab[:-len(".ipynb")].lower() == stem]
+    if len(same) == 1:
+        return same[0]
+    number = re.match(r"(\d{2})(?!\d)", stem)
+    numbered = [lab for lab in labs if number and lab.startswith(number.group(1))]
+    return numbered[0] if len(numbered) == 1 else None
+
+
+def _handed_in(student: Path, labs: list[str], notes: list[str]) -> dict[str, Path]:
+    """{lab: the file graded for it} of one student's folder, with notes on near names."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(student.glob("*.ipynb")):
+        lab = match_lab(path.name, labs)
+        if lab is None:
+            notes.append(f"{student.name}/{path.name}: 어느 실습과도 이름이 맞지 않아 채점하지 않았습니다 "
+                         f"(실습: {', '.join(labs)}).")
+        else:
+            found.setdefault(lab, []).append(path)
+    chosen = {}
+    for lab, paths in found.items():
+        exact = [p for p in paths if p.name == lab]
+        pick = exact[0] if exact else max(paths, key=lambda p: p.stat().st_mtime)
+        chosen[lab] = pick
+        if pick.name != lab:
+            notes.append(f"{student.name}/{pick.name}: 이름이 조금 다르지만 {lab}로 채점했습니다.")
+        for other in paths:
+            if other != pick:
+                notes.append(f"{student.name}/{other.name}: {lab}는 {pick.name}을 채점했으므로 이 파일은 채점하지 않았습니다.")
+    return chosen
+
+
+def collect(submissions_dir: str | Path, labs_dir: str | Path, timeout: float = DEFAULT_TIMEOUT,
+            exclude: list[str | Path] = ()) -> tuple[list[Job], list[str]]:
+    """One Job per (student, lab); notes (Korean) on what is not graded or graded under another name.
+
+    `exclude`: folders that are not students even if they sit among them (the grader's output).
+    """
     submissions_dir, labs = Path(submissions_dir), {p.name: p for p in find_labs(Path(labs_dir))}
     if not submissions_dir.is_dir():
         raise InvalidInput(f"제출물 디렉터리(directory)가 없습니다: {submissions_dir}",
                            hint="SUBMISSIONS_DIR/<학생>/<실습 파일 이름>.ipynb 꼴로 모으세요.")
     if not timeout or timeout <= 0:
         raise InvalidInput(f"노트북 제한 시간(timeout)은 0보다 커야 합니다: {timeout}")
-    students = sorted(d for d in submissions_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    handed = {nb.name for s in students for nb in s.glob("*.ipynb")}
-    notes = [f"{name}: 같은 이름의 강사용 실습이 없어 채점하지 않습니다." for name in sorted(handed - labs.keys())]
-    graded = sorted(handed & labs.keys())
+    skipped = {Path(p).resolve() for p in exclude}
+    students, notes = [], []
+    for folder in sorted(d for d in submissions_dir.iterdir() if d.is_dir()):
+        if folder.name.startswith(".") or folder.name in NOT_STUDENTS or folder.resolve() in skipped:
+            if not folder.name.startswith("."):
+                notes.append(f"{folder.name}/: 학생의 제출 폴더가 아니라서 건너뛰었습니다.")
+            continue
+        students.append(folder)
+    handed = {student.name: _handed_in(student, sorted(labs), notes) for student in students}
+    graded = sorted({lab for files in handed.values() for lab in files})
     if not graded:
         raise InvalidInput(f"{submissions_dir}에 채점할 제출물이 없습니다.",
                            hint="SUBMISSIONS_DIR/<학생>/<실습 파일 이름>.ipynb 꼴이어야 합니다 "
@@ -74,9 +133,9 @@ def collect(submissions_dir: str | Path, labs_dir: str | Path,
     jobs = []
     for student in students:
         for name in graded:
-            path = student / name
+            path = handed[student.name].get(name)
             jobs.append(Job(student.name, name, instructor[name],
-                            path.read_text(errors="replace") if path.is_file() else None, timeout))
+                            path.read_text(errors="replace") if path else None, timeout))
     return jobs, notes
 
 
@@ -86,7 +145,7 @@ def failure(job: Job, message: str) -> NotebookResult:
 
     instructor = nbformat.reads(job.instructor, as_version=4)
     nb, plans = prepare(instructor, instructor, job.lab)
-    return NotebookResult(job.student, job.lab, results(nb, plans, 0, message), problem=message)
+    return NotebookResult(job.student, job.lab, results(plans, {}, 0, message), problem=message)
 
 
 def _worker_started() -> None:
@@ -105,42 +164,65 @@ def _worker_started() -> None:
 _parent: int | None = None
 
 
-def _grade_in_worker(job: Job) -> NotebookResult:
-    """`grade_notebook` in a local worker; a worker whose grader died ends once it has cleaned up."""
+def _grade_in_worker(job: Job, send) -> None:
+    """In a fresh local process: grade one notebook and send back its result."""
+    _worker_started()
     try:
-        return grade_notebook(job)
+        send.send(grade_notebook(job))
     finally:
+        send.close()
         if _parent is not None and os.getppid() != _parent:
-            os._exit(1)  # orphaned: nobody will read the result or send another job
+            os._exit(1)  # orphaned: nobody will read the result
+
+
+#: A notebook whose worker died is graded again this many times before it fails.
+RETRIES = 1
 
 
 def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
-    """Grade on `workers` fresh local processes (spawned: no state shared with this one).
+    """Grade on up to `workers` local processes at once, a fresh (spawned) one per notebook.
 
-    If grading is interrupted (Ctrl-C, SIGTERM to `vmkit grade`), queued notebooks are
-    cancelled and each worker gets SIGTERM: its running notebook's kernel is shut down and
-    that notebook's VMs and containers are removed before the worker ends.
+    A worker that dies (a notebook killed it, or it ran out of memory) costs only its own
+    notebook, which is graded once more and then fails with a message. If grading is
+    interrupted (Ctrl-C, SIGTERM to `vmkit grade`), each running worker gets SIGTERM: its
+    notebook's kernel is shut down and that notebook's VMs and containers are removed.
     """
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_worker_started)
+    context = get_context("spawn")
+    queue = deque((job, 0) for job in jobs)
+    running: dict = {}  # receiving end of the pipe -> (process, job, retries so far)
     try:
-        futures = {pool.submit(_grade_in_worker, job): job for job in jobs}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:
-                yield failure(futures[future], f"채점 작업자(worker)에서 오류가 났습니다: {type(exc).__name__}: {exc}")
+        while queue or running:
+            while queue and len(running) < workers:
+                job, retries = queue.popleft()
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_grade_in_worker, args=(job, send), daemon=False,
+                                          name=f"vmkit-grade-{job.student}")
+                process.start()
+                send.close()
+                running[receive] = (process, job, retries)
+            for receive in wait(list(running)):
+                process, job, retries = running.pop(receive)
+                try:
+                    result = receive.recv()
+                except (EOFError, OSError):
+                    result = None  # the worker ended without a result
+                finally:
+                    receive.close()
+                process.join(60)
+                if result is not None:
+                    yield result
+                elif retries < RETRIES:
+                    queue.append((job, retries + 1))
+                else:
+                    yield failure(job, f"채점 작업자(worker)가 이 노트북을 채점하다 {retries + 1}번 모두 "
+                                       f"끝나 버렸습니다(종료 코드 {process.exitcode}).")
     except BaseException:
-        processes = list((pool._processes or {}).values())  # no public way to reach them
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process, _, _ in running.values():
             if process.is_alive():
                 process.terminate()
-        for process in processes:
+        for process, _, _ in running.values():
             process.join(60)
         raise
-    finally:
-        pool.shutdown(wait=True)
 
 
 def dask(jobs: list[Job], scheduler: str, connect_timeout: float = 10.0) -> Iterator[NotebookResult]:
@@ -162,7 +244,7 @@ def dask(jobs: list[Job], scheduler: str, connect_timeout: float = 10.0) -> Iter
             raise VmkitError(f"{scheduler}에 자원(resource) {RESOURCE}을 가진 워커(worker)가 없습니다.",
                              hint=f"워커를 dask worker {scheduler} --resources {RESOURCE}=1 처럼 시작하세요.")
         batch = secrets.token_hex(4)
-        futures = client.map(grade_notebook, jobs, pure=False, retries=0, resources={RESOURCE: 1},
+        futures = client.map(grade_notebook, jobs, pure=False, retries=RETRIES, resources={RESOURCE: 1},
                              key=[f"vmkit-grade-{batch}-{i}" for i in range(len(jobs))])
         by_key = dict(zip((f.key for f in futures), jobs))
         for future in dask_completed(futures):
@@ -185,15 +267,22 @@ def grade(submissions_dir: str | Path, labs_dir: str | Path = "labs", *, workers
 
 
 def grade_jobs(jobs: list[Job], notes: list[str] | None = None, *, workers: int | None = None,
-               scheduler: str | None = None,
-               on_result: Callable[[NotebookResult], None] | None = None) -> Grades:
-    """Grade jobs from `collect` (the executor checked with `check_executor`)."""
-    stream = dask(jobs, scheduler) if scheduler else local(jobs, workers or safe_workers())
-    found = []
-    for result in stream:
-        found.append(result)
-        if on_result:
-            on_result(result)
+               scheduler: str | None = None, on_result: Callable[[NotebookResult], None] | None = None,
+               done: list[NotebookResult] = ()) -> Grades:
+    """Grade jobs from `collect` (the executor checked with `check_executor`).
+
+    `done`: results of an earlier, interrupted run; their (student, lab) are not graded again.
+    `on_result` sees each new result as it lands (the CLI writes the files there).
+    """
+    finished = {(r.student, r.lab): r for r in done}
+    todo = [job for job in jobs if (job.student, job.lab) not in finished]
+    found = [finished[(job.student, job.lab)] for job in jobs if (job.student, job.lab) in finished]
+    if todo:
+        stream = dask(todo, scheduler) if scheduler else local(todo, workers or safe_workers())
+        for result in stream:
+            found.append(result)
+            if on_result:
+                on_result(result)
     found.sort(key=lambda r: (r.student, r.lab))
     return Grades(found, list(notes or []))
 

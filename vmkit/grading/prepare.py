@@ -1,20 +1,26 @@
 """The notebook the grader runs: a student's submission with the instructor's checks put back.
 
 Cells are matched by their exercise marks (tags), never by position, so a student who
-moved cells is still graded per exercise. Each check cell the student kept gets the
-instructor's source back (an edited check cannot pass by itself), and the instructor's
-hidden checks are inserted right after it. A missing solution or check cell fails that
-exercise: nothing is put in its place.
+moved cells is still graded per exercise. Every graded cell is put back as the instructor
+wrote it: a code cell (whatever type the student turned it into) with the instructor's
+metadata (no skip tags of the student's), the check with the instructor's source (an edited
+check cannot pass by itself), the solution with the student's. The instructor's hidden
+checks are inserted right after the check. Each check, visible or hidden, starts by setting
+the student's variant values as the grader computed them from the submission's name, so a
+notebook cannot grade itself against a neighbour's variant. A missing solution or check
+cell fails that exercise: nothing is put in its place.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import re
 from dataclasses import dataclass, field
 
 import nbformat
 
+from . import guard, variant
 from .marks import Exercise, _number, _role, read_marks, tags
 
 #: Metadata key on graded cells of the prepared notebook: which exercise and role it is.
@@ -58,16 +64,79 @@ def _student_cells(nb) -> dict[tuple[int, str], list[int]]:
 def origin(cell) -> str:
     """Where the student finds this cell: "셀 N" in their notebook, or the hidden check's name."""
     place = cell.metadata.get(ORIGIN_KEY)
-    return f"셀 {place}" if place else "숨은 검사(hidden check) 셀"
+    if place:
+        return f"셀 {place}"
+    return "채점기의 준비 셀" if cell.metadata.get(GRADE_KEY, {}).get("role") == "setup" else "숨은 검사(hidden check) 셀"
 
 
 def _mark(cell, number: int, role: str) -> None:
     cell.metadata[GRADE_KEY] = {"exercise": number, "role": role}
 
 
-def prepare(submission, instructor, name: str = "노트북") -> tuple[nbformat.NotebookNode, list[Plan]]:
-    """The notebook to run (a new one, outputs cleared) and one Plan per instructor exercise."""
+def _graded_cell(student_cell, instructor_cell, source: str, place: int):
+    """A graded cell as the instructor made it: code, the instructor's metadata, `source`."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata = copy.deepcopy(instructor_cell.metadata)
+    cell.metadata[ORIGIN_KEY] = place
+    cell.pop("id", None)
+    return cell
+
+
+def variant_source(instructor, student: str | None) -> str:
+    """The `my_…` assignments of the instructor's variant cells, with the grader's own picks.
+
+    A variant cell is a code cell that calls `variant.pick(variant.student_id(STUDENT_ID),
+    KEY, CHOICES)`; each of its top-level assignments to a `my_…` name is kept, every such
+    pick replaced by the value the grader computes for `student` (KEY and CHOICES must be
+    literals). "" without a student or without variants.
+    """
+    if not student:
+        return ""
+    lines = []
+    for cell in instructor.cells:
+        if cell.cell_type != "code" or "variant.pick(" not in cell.source:
+            continue
+        for stmt in ast.parse(cell.source).body:
+            names = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
+            if not isinstance(stmt, ast.Assign) or not names or not all(n.startswith("my_") for n in names):
+                continue
+            stmt = _PickToLiteral(student).visit(stmt)
+            lines.append(ast.unparse(stmt))
+    if not lines:
+        return ""
+    return "# 채점기가 제출 이름으로 정한 변형(variant)\n" + "\n".join(lines) + "\n"
+
+
+class _PickToLiteral(ast.NodeTransformer):
+    """`variant.pick(<anything>, "key", [choices])` -> the grader's pick for the student."""
+
+    def __init__(self, student: str):
+        self.student = student
+
+    def visit_Call(self, node: ast.Call):
+        node = self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "pick" and len(node.args) == 3:
+            key, choices = ast.literal_eval(node.args[1]), ast.literal_eval(node.args[2])
+            return ast.Constant(variant.pick(self.student, key, choices))
+        return node
+
+
+def prepare(submission, instructor, name: str = "노트북",
+            student: str | None = None) -> tuple[nbformat.NotebookNode, list[Plan]]:
+    """The notebook to run (a new one, outputs cleared) and one Plan per instructor exercise.
+
+    `student` (the submission's name) fixes the variant values every check starts with.
+    """
     exercises = read_marks(instructor, name)
+    by_number = {ex.number: ex for ex in exercises}
+    guard_name = guard.new_name()
+    variants = variant_source(instructor, student)
+
+    def checked(source: str, number: int) -> str:
+        """A check's source as it runs: the guard, the grader's variant values, the asserts."""
+        return guard.call_source(guard_name, variants + source, number) + variants + source
+
     student = _student_cells(submission)
     plans = {ex.number: Plan(ex.number, title(ex, instructor), ex.points) for ex in exercises}
     inserted: dict[int, list] = {}  # submission index -> cells to put after it
@@ -83,9 +152,12 @@ def prepare(submission, instructor, name: str = "노트북") -> tuple[nbformat.N
             plan.missing = ("검사(check) 셀이 지워졌습니다: 지운 검사는 통과로 치지 않습니다." if not checks
                             else f"검사(check) 셀이 {len(checks)}개입니다: 하나만 남기세요.")
         else:
-            replaced[checks[0]] = instructor.cells[ex.check].source
+            replaced[checks[0]] = checked(instructor.cells[ex.check].source, ex.number)
             inserted[checks[0]] = [copy.deepcopy(instructor.cells[i]) for i in ex.hidden]
-    cells = []
+    setup = nbformat.v4.new_code_cell(guard.setup_source(guard_name))
+    setup.pop("id", None)
+    _mark(setup, 0, "setup")
+    cells = [setup]
     for index, original in enumerate(submission.cells):
         if "hidden" in tags(original):
             continue  # only the instructor's hidden checks run (an instructor copy carries them too)
@@ -98,11 +170,13 @@ def prepare(submission, instructor, name: str = "노트북") -> tuple[nbformat.N
             number = _number(cell)
         except Exception:
             pass
-        if number in plans and not plans[number].missing and cell.cell_type == "code":
+        if number in plans and not plans[number].missing and _role(cell) in ("solution", "check"):
             role = _role(cell)
+            ex = by_number[number]
+            theirs = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+            cell = _graded_cell(cell, instructor.cells[ex.solution if role == "solution" else ex.check],
+                                replaced.get(index, theirs), index + 1)
             _mark(cell, number, role)
-            if index in replaced:
-                cell.source = replaced[index]
         position = len(cells)
         cells.append(cell)
         if role == "solution":
@@ -111,9 +185,13 @@ def prepare(submission, instructor, name: str = "노트북") -> tuple[nbformat.N
             plans[number].checks.append(position)
             for hidden in inserted.get(index, []):
                 hidden.outputs, hidden.execution_count = [], None
+                hidden.source = checked(hidden.source, number)
                 _mark(hidden, number, "hidden")
                 plans[number].checks.append(len(cells))
                 cells.append(hidden)
+    for plan in plans.values():
+        if not plan.missing and (plan.solution is None or not plan.checks):
+            plan.missing = "답 셀이나 검사 셀을 실행할 수 없는 꼴로 바꾸었습니다: 실행되지 않은 검사는 통과로 치지 않습니다."
     prepared = copy.deepcopy(submission)
     prepared.cells = cells
     return prepared, [plans[ex.number] for ex in exercises]

@@ -1,8 +1,17 @@
-"""What grading writes: the grade sheet (CSV), the per-student summary, Korean feedback, a table."""
+"""What grading writes: the grade sheet (CSV), the per-student summary, Korean feedback, the
+results as JSON (what `--resume` reads back), a Canvas gradebook import, and a table.
+
+Every file is written whole to a temporary name and then renamed, so a run interrupted at
+any moment leaves valid files. A CSV cell that a spreadsheet would run as a formula (it
+starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import json
+import os
 from pathlib import Path
 
 from ..units import display_width, pad
@@ -11,6 +20,30 @@ from .run import NotebookResult
 
 COLUMNS = ["student", "lab", "exercise", "passed", "points", "max_points", "message"]
 SUMMARY_COLUMNS = ["student", "total", "max"]
+#: Canvas's gradebook import: the identifying columns, then one column per assignment.
+CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """`value` as a CSV cell no spreadsheet will run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8", newline="")
+    os.replace(temporary, path)
+
+
+def _csv_text(header: list[str], body: list[list]) -> str:
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(header)
+    writer.writerows([[safe_cell(cell) for cell in row] for row in body])
+    return stream.getvalue()
 
 
 def rows(grades: Grades) -> list[dict]:
@@ -31,18 +64,38 @@ def totals(grades: Grades) -> dict[str, tuple[int, int]]:
 
 
 def write_csv(grades: Grades, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows(grades))
+    _write_atomically(path, _csv_text(COLUMNS, [[row[c] for c in COLUMNS] for row in rows(grades)]))
 
 
 def write_summary(grades: Grades, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(SUMMARY_COLUMNS)
-        for student, (points, most) in totals(grades).items():
-            writer.writerow([student, points, most])
+    _write_atomically(path, _csv_text(SUMMARY_COLUMNS, [[s, p, m] for s, (p, m) in totals(grades).items()]))
+
+
+def write_canvas(grades: Grades, path: Path) -> None:
+    """A Canvas gradebook import: the student's id as SIS User ID and SIS Login ID, one column
+    per lab (a new assignment on import), and the "Points Possible" row."""
+    labs = grades.labs
+    most = {lab: max(r.max_points for r in grades.results if r.lab == lab) for lab in labs}
+    body = [["Points Possible", "", "", "", "", *[most[lab] for lab in labs]]]
+    for student in grades.students:
+        mine = {r.lab: r.points for r in grades.results if r.student == student}
+        body.append(["", "", student, student, "", *[mine.get(lab, 0) for lab in labs]])
+    _write_atomically(path, _csv_text(CANVAS_COLUMNS + [lab.removesuffix(".ipynb") for lab in labs], body))
+
+
+def write_json(grades: Grades, path: Path) -> None:
+    """Every result in full, and the notes: for other tools, and for `vmkit grade --resume`."""
+    data = {"results": [r.to_dict() for r in grades.results], "notes": grades.notes}
+    _write_atomically(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
+def read_json(path: Path) -> list[NotebookResult]:
+    """The results a (possibly interrupted) run wrote with `write_json`; [] if there is none."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    return [NotebookResult.from_dict(item) for item in data.get("results", [])]
 
 
 def _workloads(counts: dict[str, int]) -> str:
@@ -81,8 +134,7 @@ def write_feedback(grades: Grades, directory: Path) -> list[Path]:
     written = []
     for student in grades.students:
         path = directory / f"{student}.md"
-        path.write_text(feedback(student, [r for r in grades.results if r.student == student]),
-                        encoding="utf-8")
+        _write_atomically(path, feedback(student, [r for r in grades.results if r.student == student]))
         written.append(path)
     return written
 
@@ -106,12 +158,21 @@ def table(grades: Grades) -> str:
                      for row in [heads, *body])
 
 
-def write_all(grades: Grades, out: Path) -> dict[str, Path]:
-    """The grade sheet at `out`, `grades-summary.csv` and `feedback/` beside it."""
+def paths(out: Path) -> dict[str, Path]:
+    """Where `write_all` puts each file, for the grade sheet `out`."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary, feedback_dir = out.parent / "grades-summary.csv", out.parent / "feedback"
-    write_csv(grades, out)
-    write_summary(grades, summary)
-    write_feedback(grades, feedback_dir)
-    return {"grades": out, "summary": summary, "feedback": feedback_dir}
+    return {"grades": out, "summary": out.parent / "grades-summary.csv", "json": out.parent / "grades.json",
+            "canvas": out.parent / "grades-canvas.csv", "feedback": out.parent / "feedback"}
+
+
+def write_all(grades: Grades, out: Path) -> dict[str, Path]:
+    """The grade sheet at `out`; `grades-summary.csv`, `grades.json`, `grades-canvas.csv` and
+    `feedback/` beside it."""
+    where = paths(out)
+    where["grades"].parent.mkdir(parents=True, exist_ok=True)
+    write_csv(grades, where["grades"])
+    write_summary(grades, where["summary"])
+    write_json(grades, where["json"])
+    write_canvas(grades, where["canvas"])
+    write_feedback(grades, where["feedback"])
+    return where

@@ -82,6 +82,14 @@ class NotebookResult:
     def to_dict(self) -> dict:
         return {**asdict(self), "points": self.points, "max_points": self.max_points}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> NotebookResult:
+        """The result `to_dict` wrote (e.g. read back from grades.json by `--resume`)."""
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known["exercises"] = [ExerciseResult(**{k: ex[k] for k in ExerciseResult.__dataclass_fields__ if k in ex})
+                              for ex in data.get("exercises", [])]
+        return cls(**known)
+
 
 def _short(text: str) -> str:
     text = " ".join(str(text).split())
@@ -89,37 +97,74 @@ def _short(text: str) -> str:
 
 
 def error_of(cell) -> str | None:
-    """The cell's error as a student should read it (the assertion's own message), or None."""
+    """The cell's error output as a student should read it (the assertion's own message), or None."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            name, value = output.get("ename", "오류"), output.get("evalue", "")
-            if name == "AssertionError":
-                return _short(value) if value else "검사의 assert가 통과하지 못했습니다 (AssertionError)."
-            return _short(f"{name}: {value}" if value else name)
+            return _message(output.get("ename", "오류"), output.get("evalue", ""))
     return None
+
+
+def _message(name: str, value: str) -> str:
+    if name == "AssertionError":
+        return _short(value) if value else "검사의 assert가 통과하지 못했습니다 (AssertionError)."
+    return _short(f"{name}: {value}" if value else name)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How the kernel answered one cell's execute request: "ok", "error" or "aborted"."""
+
+    status: str
+    ename: str = ""
+    evalue: str = ""
+
+    @property
+    def error(self) -> str | None:
+        """Korean message if the cell did not succeed, else None."""
+        if self.status == "ok":
+            return None
+        if self.status == "error":
+            return _message(self.ename or "오류", self.evalue)
+        return "커널이 이 셀을 실행하지 않았습니다 (aborted)."
 
 
 def _failed_all(job_plans: list[Plan], message: str) -> list[ExerciseResult]:
     return [ExerciseResult(p.number, p.title, False, 0, p.points, message) for p in job_plans]
 
 
-def results(nb, plans: list[Plan], stopped_at: int | None, problem: str) -> list[ExerciseResult]:
-    """Each exercise's result from the executed notebook: passed iff all its cells ran cleanly."""
+def _verdict(plan: Plan, replies: dict[int, Reply], stopped_at: int | None, problem: str) -> str:
+    """"" if every cell of the exercise ran to the end and succeeded, else the Korean reason."""
+    if plan.missing:
+        return plan.missing
+    for position, kind in [(plan.solution, "답(solution) 셀"),
+                           *[(c, "검사(check) 셀") for c in plan.checks[:1]],
+                           *[(c, "숨은 검사(hidden check)") for c in plan.checks[1:]]]:
+        reply = replies.get(position)
+        if reply is None:
+            if stopped_at is not None and position > stopped_at:
+                return f"{kind}에 이르기 전에 실행이 멈췄습니다: {problem}"
+            if stopped_at is not None and position == stopped_at:
+                return f"{kind}의 실행이 끝나지 않았습니다: {problem}"
+            return f"{kind}의 실행 결과가 없습니다: 실행되지 않은 검사는 통과로 치지 않습니다."
+        error = reply.error
+        if error:
+            return error if kind != "숨은 검사(hidden check)" else f"숨은 검사: {error}"
+    return ""
+
+
+def results(plans: list[Plan], replies: dict[int, Reply], stopped_at: int | None,
+            problem: str) -> list[ExerciseResult]:
+    """Each exercise's result: passed iff the kernel answered "ok" to every one of its cells.
+
+    Read from the execute replies the grader received, never from the cells' outputs
+    (which the submitted code can suppress). A grader error on one exercise fails that one.
+    """
     found = []
     for plan in plans:
-        message = plan.missing
-        if not message:
-            for position, kind in [(plan.solution, "답(solution) 셀"),
-                                   *[(c, "검사(check) 셀") for c in plan.checks[:1]],
-                                   *[(c, "숨은 검사(hidden check)") for c in plan.checks[1:]]]:
-                cell = nb.cells[position]
-                if stopped_at is not None and position >= stopped_at and cell.get("execution_count") is None:
-                    message = f"{kind}에 이르기 전에 실행이 멈췄습니다: {problem}"
-                    break
-                error = error_of(cell)
-                if error:
-                    message = error if kind != "숨은 검사(hidden check)" else f"숨은 검사: {error}"
-                    break
+        try:
+            message = _verdict(plan, replies, stopped_at, problem)
+        except Exception as exc:  # the grader's own bug: this exercise fails, the others stand
+            message = _short(f"채점기 오류로 이 연습을 채점하지 못했습니다 ({type(exc).__name__}: {exc}).")
         passed = not message
         found.append(ExerciseResult(plan.number, plan.title, passed, plan.points if passed else 0,
                                     plan.points, message))
@@ -130,10 +175,35 @@ def _exercise_positions(plans: list[Plan]) -> set[int]:
     return {i for p in plans for i in ([p.solution] if p.solution is not None else []) + p.checks}
 
 
-async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
-    """Run every cell; (index where it stopped or None, Korean problem, what was left running)."""
-    from jupyter_client.manager import AsyncKernelManager
+#: Output a graded notebook may produce in all (bytes of message content); more is dropped.
+OUTPUT_LIMIT = 16 << 20
+
+
+def _client_class():
+    """nbclient's NotebookClient, recording each cell's execute reply and capping output."""
     from nbclient import NotebookClient
+
+    class GradingClient(NotebookClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.replies: dict[int, Reply] = {}
+            self.output_bytes = 0
+            self.output_dropped = False
+
+        def output(self, outs, msg, display_id, cell_index):
+            self.output_bytes += len(str(msg.get("content", "")))
+            if self.output_bytes > OUTPUT_LIMIT:
+                self.output_dropped = True
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    return GradingClient
+
+
+async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
+    """Run every cell: (replies by index, index where it stopped or None, Korean problem,
+    what was left running, whether output was dropped)."""
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     deadline = time.monotonic() + job.timeout
@@ -141,9 +211,17 @@ async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
     # this kernel, unlike the default TCP ports on localhost.
     km = AsyncKernelManager(kernel_name=job.kernel, transport="ipc", ip=os.path.join(workdir, "kernel"),
                             connection_file=os.path.join(workdir, "kernel.json"))
-    client = NotebookClient(nb, km=km, kernel_name=job.kernel, allow_errors=True,
-                            resources={"metadata": {"path": workdir}},
-                            timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
+
+    def record(cell, cell_index, execute_reply):
+        content = (execute_reply or {}).get("content", {})
+        client.replies[cell_index] = Reply(str(content.get("status", "error")),
+                                           str(content.get("ename", "")), str(content.get("evalue", "")))
+
+    client = _client_class()(
+        nb, km=km, kernel_name=job.kernel, allow_errors=True, resources={"metadata": {"path": workdir}},
+        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())), on_cell_executed=record,
+        # No tag of the student's may skip a cell: nbclient's skip tag is a nonce here.
+        skip_cells_with_tag=f"vmkit-never-{secrets.token_hex(8)}")
     stopped_at, problem, left = None, "", {"vms": 0, "containers": 0}
     index = 0
     log = open(os.path.join(workdir, "kernel.log"), "wb")  # the kernel's own stderr, not the grader's
@@ -164,7 +242,9 @@ async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
         problem = _short(f"노트북을 실행할 수 없습니다 ({type(exc).__name__}: {exc}).")
     finally:
         log.close()
-    return client.nb, stopped_at, problem, left
+    if stopped_at is not None:
+        client.replies.pop(stopped_at, None)  # started, never finished: not a pass
+    return client.nb, client.replies, stopped_at, problem, left, client.output_dropped
 
 
 def _engine_client():
@@ -194,6 +274,20 @@ def worker_name() -> str:
         return os.uname().nodename
 
 
+def _clean_up(run_id: str, result: NotebookResult) -> dict[str, int]:
+    """Remove the run's VMs and containers; an engine error is noted, never fatal to the grades."""
+    client = None
+    try:
+        client = _engine_client()
+        return runs.remove(run_id, client)
+    except Exception as exc:
+        result.cell_errors.append(_short(f"채점기가 남은 VM·컨테이너를 치우다 오류를 만났습니다: {type(exc).__name__}: {exc}"))
+        return {"vms": 0, "containers": 0}
+    finally:
+        if client:
+            client.close()
+
+
 def _not_run(result: NotebookResult, instructor, problem: str, message: str) -> NotebookResult:
     """`result` for a submission that could not run: every exercise failed with `message`."""
     _, plans = prepare(instructor, instructor, result.lab)
@@ -210,7 +304,7 @@ def grade_notebook(job: Job) -> NotebookResult:
         return _not_run(result, instructor, "제출물이 없습니다.", "제출하지 않았습니다.")
     try:
         submission = nbformat.reads(job.submission, as_version=4)
-        nb, plans = prepare(submission, instructor, job.lab)
+        nb, plans = prepare(submission, instructor, job.lab, student=job.student)
     except Exception as exc:  # not JSON, not a notebook
         problem = _short(f"노트북 파일을 읽을 수 없습니다: {exc}")
         return _not_run(result, instructor, problem, problem)
@@ -218,20 +312,17 @@ def grade_notebook(job: Job) -> NotebookResult:
     with tempfile.TemporaryDirectory(prefix="vmkit-grade-") as workdir:
         env = {**os.environ, runs.VARIABLE: run_id, variant.VARIABLE: job.student, "TMPDIR": workdir}
         try:
-            nb, stopped_at, result.problem, result.left_running = asyncio.run(
+            nb, replies, stopped_at, result.problem, result.left_running, dropped = asyncio.run(
                 _execute(nb, job, workdir, env, run_id))
         finally:
-            client = _engine_client()
-            try:
-                result.cleaned = runs.remove(run_id, client)
-            finally:
-                if client:
-                    client.close()
-    result.exercises = results(nb, plans, stopped_at, result.problem)
+            result.cleaned = _clean_up(run_id, result)
+    result.exercises = results(plans, replies, stopped_at, result.problem)
+    if dropped:
+        result.cell_errors.append(f"출력이 너무 많아 {OUTPUT_LIMIT >> 20} MiB 뒤의 출력은 버렸습니다.")
     graded = _exercise_positions(plans)
-    for index, cell in enumerate(nb.cells):
-        error = error_of(cell) if index not in graded and cell.cell_type == "code" else None
+    for index, reply in sorted(replies.items()):
+        error = reply.error if index not in graded else None
         if error:
-            result.cell_errors.append(f"{origin(cell)}: {error}")
+            result.cell_errors.append(f"{origin(nb.cells[index])}: {error}")
     result.seconds = time.monotonic() - started
     return result
