@@ -20,108 +20,19 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
-from vmkit.experiments.environment import host_cgroup_version
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from vmkit.host.cgroups import ChildCgroup
 
 
-def own_cgroup(controller: str) -> str:
-    """This process's cgroup path for a v1 `controller` ("" for v2's unified hierarchy)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return path
-    return "/"
-
-
-class StudentCgroup:
-    """The cgroup dirs of one student's server: `<hub's cgroup>/vmkit-class/<name>`.
-
-    memory and pids set the limits; cpuacct only counts (the class benchmark's CPU figures).
-    """
+class StudentCgroup(ChildCgroup):
+    """The cgroup dirs of one student's server: `<hub's cgroup>/vmkit-class/<name>`."""
 
     def __init__(self, name: str):
-        self.version = host_cgroup_version()
-        if self.version == 2:
-            base = CGROUP_ROOT / own_cgroup("").lstrip("/") / "vmkit-class"
-            self.dirs = {"memory": base / name, "pids": base / name, "cpuacct": base / name}
-        else:
-            self.dirs = {controller: CGROUP_ROOT / controller / own_cgroup(controller).lstrip("/")
-                         / "vmkit-class" / name for controller in ("memory", "pids", "cpuacct")}
-
-    def create(self, mem_limit: int | None, tasks_max: int) -> None:
-        if self.version == 2:
-            folder = self.dirs["memory"]
-            for parent in (folder.parent.parent, folder.parent):
-                parent.mkdir(exist_ok=True)
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
-            folder.mkdir(exist_ok=True)
-            (folder / "memory.max").write_text(str(mem_limit) if mem_limit else "max")
-            (folder / "pids.max").write_text(str(tasks_max))
-            return
-        for controller, folder in self.dirs.items():
-            folder.mkdir(parents=True, exist_ok=True)
-        (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(mem_limit or -1))
-        (self.dirs["pids"] / "pids.max").write_text(str(tasks_max))
-
-    def procs_files(self) -> list[Path]:
-        return sorted({folder / "cgroup.procs" for folder in self.dirs.values()})
-
-    def pids(self) -> list[int]:
-        found: set[int] = set()
-        for path in self.procs_files():
-            try:
-                found.update(int(pid) for pid in path.read_text().split())
-            except OSError:
-                pass
-        return sorted(found)
-
-    def memory_bytes(self) -> int | None:
-        """What the student's processes use now (the cgroup's memory usage)."""
-        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
-        try:
-            return int((self.dirs["memory"] / name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time used by every process the student's server ever ran (user + system)."""
-        try:
-            if self.version == 2:
-                stat = (self.dirs["cpuacct"] / "cpu.stat").read_text().split()
-                return int(stat[stat.index("usage_usec") + 1]) / 1e6
-            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
-        except (OSError, ValueError):
-            return None
-
-    def kill_all(self, timeout: float = 10.0) -> list[str]:
-        """SIGKILL every process in the cgroup, by pid, until it is empty; "pid (name)" of each."""
-        killed: set[str] = set()
-        deadline = time.monotonic() + timeout
-        while (pids := self.pids()) and time.monotonic() < deadline:
-            for pid in pids:
-                try:
-                    name = Path(f"/proc/{pid}/comm").read_text().strip()
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(f"{pid} ({name})")
-                except (ProcessLookupError, FileNotFoundError):
-                    pass
-            time.sleep(0.1)
-        return sorted(killed)
-
-    def remove(self) -> None:
-        for folder in set(self.dirs.values()):
-            try:
-                folder.rmdir()
-            except FileNotFoundError:
-                pass
+        super().__init__("vmkit-class", name)
 
 
 class ClassSpawner(LocalProcessSpawner):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from . import check_output_file, emit_json, integer, seconds
@@ -47,12 +48,22 @@ def cmd_grade(args) -> int:
         f"로컬 워커(worker) {args.workers or grade.safe_workers()}개"
     if not args.json:
         print(f"채점: 노트북 {len(jobs)}개, {where}", file=sys.stderr)
+        if not args.scheduler:
+            from ..grading import sandbox
+
+            for limit in sandbox.limitations():
+                print(f"주의: {limit}", file=sys.stderr)
     bar = tqdm(total=len(jobs), initial=len(done), desc="채점", unit="노트북", disable=args.json, file=sys.stderr)
     landed = list(done)
 
     def progress(result) -> None:
         landed.append(result)  # every file is rewritten as each notebook lands: nothing finished is lost
-        report.write_all(grade.Grades(sorted(landed, key=lambda r: (r.student, r.lab)), notes), args.out)
+        # A SIGTERM or Ctrl-C waits until the files agree with each other (then it stops the run).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        try:
+            report.write_all(grade.Grades(sorted(landed, key=lambda r: (r.student, r.lab)), notes), args.out)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         bar.set_postfix_str(f"{result.student}/{result.lab}: {result.points}/{result.max_points}점")
         bar.update()
 

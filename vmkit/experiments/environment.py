@@ -11,12 +11,12 @@ import os
 import platform
 from typing import Any, Iterable
 
-from ..host import ksm, mode
+from ..host import cgroups, ksm, mode
 
 
 def host_cgroup_version() -> int:
-    """2 on a unified (v2-only) hierarchy, else 1 (v1, or v1 with an empty v2 beside it)."""
-    return 2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1
+    """2 on a unified (v2-only) hierarchy, else 1 (`host.cgroups.version`)."""
+    return cgroups.version()
 
 
 def describe(kinds: Iterable[str] = ("vm", "container"), accel: str = "auto") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -27,7 +27,7 @@ import psutil
 from ..errors import InvalidInput, VmkitError
 from .assign import find_labs
 from .prepare import prepare
-from .run import DEFAULT_TIMEOUT, Job, NotebookResult, grade_notebook, results
+from .run import DEFAULT_TIMEOUT, Job, NotebookResult, abandon, grade_notebook, new_run_id, results
 
 #: What one lab notebook may need at once (its VMs, containers and kernel), for `safe_workers`.
 NOTEBOOK_MEMORY = 1 << 30
@@ -130,12 +130,13 @@ def collect(submissions_dir: str | Path, labs_dir: str | Path, timeout: float = 
                            hint="SUBMISSIONS_DIR/<학생>/<실습 파일 이름>.ipynb 꼴이어야 합니다 "
                                 f"(실습: {', '.join(sorted(labs))}).")
     instructor = {name: labs[name].read_text() for name in graded}
+    hide = tuple(str(Path(p).resolve()) for p in (labs_dir, submissions_dir, *exclude))
     jobs = []
     for student in students:
         for name in graded:
             path = handed[student.name].get(name)
             jobs.append(Job(student.name, name, instructor[name],
-                            path.read_text(errors="replace") if path else None, timeout))
+                            path.read_text(errors="replace") if path else None, timeout, hide=hide))
     return jobs, notes
 
 
@@ -194,6 +195,7 @@ def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
         while queue or running:
             while queue and len(running) < workers:
                 job, retries = queue.popleft()
+                job = replace(job, run_id=new_run_id())
                 receive, send = context.Pipe(duplex=False)
                 process = context.Process(target=_grade_in_worker, args=(job, send), daemon=False,
                                           name=f"vmkit-grade-{job.student}")
@@ -209,6 +211,8 @@ def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
                 finally:
                     receive.close()
                 process.join(60)
+                if result is None:
+                    abandon(job.run_id)  # the worker could not clean up after its notebook
                 if result is not None:
                     yield result
                 elif retries < RETRIES:
@@ -220,8 +224,9 @@ def local(jobs: list[Job], workers: int) -> Iterator[NotebookResult]:
         for process, _, _ in running.values():
             if process.is_alive():
                 process.terminate()
-        for process, _, _ in running.values():
+        for process, job, _ in running.values():
             process.join(60)
+            abandon(job.run_id)
         raise
 
 

@@ -52,6 +52,8 @@ def _student_cells(nb) -> dict[tuple[int, str], list[int]]:
     """(exercise number, role) -> indices, read leniently (a submission may be broken)."""
     found: dict[tuple[int, str], list[int]] = {}
     for index, cell in enumerate(nb.cells):
+        if "hidden" in tags(cell):
+            continue  # never run from a submission (see prepare)
         try:
             number = _number(cell)
         except Exception:

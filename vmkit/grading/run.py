@@ -2,10 +2,12 @@
 
 `grade_notebook(job)` is what every executor calls (a local worker process or a Dask
 worker): it takes notebooks as text, so a remote worker needs no shared file system,
-and returns plain data. Each notebook gets its own temp dir (the kernel's cwd and
-TMPDIR), its own run id (`VMKIT_RUN`, so every VM and container it starts is
-recognisable), the student's id for seeded variants, and a time limit. What the notebook
-left running when it finished is counted, then removed before the function returns.
+and returns plain data. Each notebook gets its own sandbox (`sandbox`: a fresh work dir as
+cwd, HOME, TMPDIR and IPython dir; as root, a cgroup with limits), its own run id
+(`VMKIT_RUN`, so every VM and container it starts is recognisable), the student's id for
+seeded variants, and a time limit. What the notebook left running when it finished is
+counted, then removed (VMs and containers by run id, every other process by cgroup) before
+the function returns.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import secrets
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import nbformat
 
 from ..host import runs
-from . import variant
+from . import sandbox, variant
 from .prepare import Plan, origin, prepare
 
 #: One notebook's whole run, in seconds, unless the caller says otherwise.
@@ -38,6 +41,25 @@ class Job:
     submission: str | None
     timeout: float = DEFAULT_TIMEOUT
     kernel: str = "python3"
+    run_id: str = ""  # set by the executor, so it can clean up after a worker that died
+    hide: tuple[str, ...] = ()  # folders the notebook must not see (labs, submissions, output)
+
+
+def new_run_id() -> str:
+    return f"grade-{secrets.token_hex(6)}"
+
+
+def abandon(run_id: str) -> None:
+    """Remove what a notebook whose worker died left: its processes (cgroup), VMs, containers
+    and work dir. Safe to call when nothing is left."""
+    import glob
+    import shutil
+
+    _clean_up(run_id, NotebookResult("", "", []))
+    sandbox.Sandbox(Path(tempfile.gettempdir()), run_id).release()
+    for base in {tempfile.gettempdir(), str(sandbox.BASE)}:
+        for folder in glob.glob(os.path.join(base, f"vmkit-grade-{run_id}-*")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -200,17 +222,27 @@ def _client_class():
     return GradingClient
 
 
-async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
+def _kernel_manager(box: sandbox.Sandbox):
+    """jupyter_client's AsyncKernelManager, starting the kernel the way `box` confines it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ConfinedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return box.kernel_command(super().format_kernel_cmd(extra_arguments), self.connection_file)
+
+    return ConfinedKernelManager
+
+
+async def _execute(nb, job: Job, workdir: str, env: dict, box: sandbox.Sandbox):
     """Run every cell: (replies by index, index where it stopped or None, Korean problem,
     what was left running, whether output was dropped)."""
-    from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     deadline = time.monotonic() + job.timeout
     # IPC sockets in the notebook's own 0700 temp dir: no other user (or notebook) can reach
     # this kernel, unlike the default TCP ports on localhost.
-    km = AsyncKernelManager(kernel_name=job.kernel, transport="ipc", ip=os.path.join(workdir, "kernel"),
-                            connection_file=os.path.join(workdir, "kernel.json"))
+    km = _kernel_manager(box)(kernel_name=job.kernel, transport="ipc", ip=os.path.join(workdir, "kernel"),
+                              connection_file=os.path.join(workdir, "kernel.json"))
 
     def record(cell, cell_index, execute_reply):
         content = (execute_reply or {}).get("content", {})
@@ -229,7 +261,7 @@ async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
         async with client.async_setup_kernel(env=env, cleanup_kc=True, stdout=log, stderr=log):
             for index, cell in enumerate(client.nb.cells):
                 await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-            left = await asyncio.to_thread(_running, run_id)
+            left = await asyncio.to_thread(_running, box.run_id, box.docker_url)
     except CellTimeoutError:
         stopped_at = index
         problem = (f"시간 초과(timeout): {origin(client.nb.cells[index])}이 노트북 제한 시간 "
@@ -247,15 +279,20 @@ async def _execute(nb, job: Job, workdir: str, env: dict, run_id: str):
     return client.nb, client.replies, stopped_at, problem, left, client.output_dropped
 
 
-def _engine_client():
+def _engine_client(url: str | None = None):
+    """A client of the engine the notebook used: its own (`url`), else the grader's, if any."""
     from ..container import engine
 
+    if url:
+        import docker
+
+        return docker.DockerClient(base_url=url, timeout=30, version="auto")
     return engine.client() if engine.find() is not None else None
 
 
-def _running(run_id: str) -> dict[str, int]:
+def _running(run_id: str, url: str | None = None) -> dict[str, int]:
     """How many VMs and running containers the run has right now."""
-    client = _engine_client()
+    client = _engine_client(url)
     try:
         boxes = runs.containers(client, run_id, running_only=True) if client else []
     finally:
@@ -274,11 +311,11 @@ def worker_name() -> str:
         return os.uname().nodename
 
 
-def _clean_up(run_id: str, result: NotebookResult) -> dict[str, int]:
+def _clean_up(run_id: str, result: NotebookResult, url: str | None = None) -> dict[str, int]:
     """Remove the run's VMs and containers; an engine error is noted, never fatal to the grades."""
     client = None
     try:
-        client = _engine_client()
+        client = _engine_client(url)
         return runs.remove(run_id, client)
     except Exception as exc:
         result.cell_errors.append(_short(f"채점기가 남은 VM·컨테이너를 치우다 오류를 만났습니다: {type(exc).__name__}: {exc}"))
@@ -308,14 +345,18 @@ def grade_notebook(job: Job) -> NotebookResult:
     except Exception as exc:  # not JSON, not a notebook
         problem = _short(f"노트북 파일을 읽을 수 없습니다: {exc}")
         return _not_run(result, instructor, problem, problem)
-    run_id = result.run_id = f"grade-{secrets.token_hex(6)}"
-    with tempfile.TemporaryDirectory(prefix="vmkit-grade-") as workdir:
-        env = {**os.environ, runs.VARIABLE: run_id, variant.VARIABLE: job.student, "TMPDIR": workdir}
+    run_id = result.run_id = job.run_id or new_run_id()
+    with tempfile.TemporaryDirectory(prefix=f"vmkit-grade-{run_id}-", dir=sandbox.workdir_base()) as workdir, \
+            sandbox.Sandbox(Path(workdir), run_id, job.hide) as box:
+        env = {**box.env(), runs.VARIABLE: run_id, variant.VARIABLE: job.student}
         try:
             nb, replies, stopped_at, result.problem, result.left_running, dropped = asyncio.run(
-                _execute(nb, job, workdir, env, run_id))
+                _execute(nb, job, workdir, env, box))
         finally:
-            result.cleaned = _clean_up(run_id, result)
+            result.cleaned = _clean_up(run_id, result, box.docker_url)
+    if box.killed:
+        result.cell_errors.append(_short(f"노트북이 끝난 뒤에도 남아 있던 프로세스 {len(box.killed)}개를 채점기가 "
+                                         f"끝냈습니다: {', '.join(box.killed)}"))
     result.exercises = results(plans, replies, stopped_at, result.problem)
     if dropped:
         result.cell_errors.append(f"출력이 너무 많아 {OUTPUT_LIMIT >> 20} MiB 뒤의 출력은 버렸습니다.")

@@ -1,0 +1,272 @@
+"""A place of its own for each graded notebook's kernel, and nothing of it left afterwards.
+
+Every notebook gets a fresh 0700 work dir: its kernel's working directory, `HOME`, `TMPDIR`,
+IPython directory and Jupyter/matplotlib dirs, so that an IPython startup file or a config a
+notebook writes dies with that dir and never reaches the next notebook.
+
+Where the grader runs as root (typical on a class server), it enforces more:
+
+- a cgroup of its own (`host.cgroups.ChildCgroup("vmkit-grade", <run id>)`) with a memory
+  and a pids limit, which the kernel joins before it starts: a fork bomb or a memory hog
+  stops at its own limits, and every process the notebook started, even one that left its
+  session, is killed by pid when the notebook is done;
+- when the students' environment of the class hub is installed (`make class-env`:
+  `/opt/vmkit-class`), a throwaway unix user per notebook: the kernel runs as that user, with
+  the students' Python, its own rootless Podman (as a student on the hub has) and the shared
+  read-only guest artifacts. In a mount namespace of its own, the instructor's labs, the
+  submissions and the grader's output are covered by empty, unreadable mounts, `/tmp`,
+  `/var/tmp` and `/dev/shm` are private, and `/proc` shows only the user's own processes. The
+  user, its files and its subordinate ids are deleted afterwards.
+
+Without root none of that is enforced, and `limitations()` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..host.cgroups import ChildCgroup
+
+#: What one graded notebook may use: its kernel, QEMU guests and helpers together.
+MEMORY_LIMIT = 2 << 30
+#: Processes and threads (the pids controller counts both).
+TASKS_MAX = 2048
+GROUP = "vmkit-grade"
+#: Where the work dirs of sandboxed notebooks live (outside /tmp, which each one gets privately).
+BASE = Path("/var/lib/vmkit-grade")
+#: World-writable places each sandboxed notebook gets an empty private copy of.
+PRIVATE = ("/tmp", "/var/tmp", "/dev/shm")
+SOCKET_WAIT_S = 30.0
+#: Processes the sandbox itself starts for a notebook's user (its Podman service): not the notebook's leftovers.
+OURS = {"podman", "conmon", "catatonit"}
+
+#: The kernel's launcher, run as root in a new mount namespace (`unshare --mount`): join the
+#: cgroup, cover and privatise paths, hide other users' processes, become the notebook's user,
+#: start its Podman service, then become the kernel. Standard library only.
+_LAUNCH = r"""
+import json, os, subprocess, sys, time
+spec = json.loads(sys.argv[1])
+for path in spec["procs"]:
+    with open(path, "w") as procs:
+        procs.write(str(os.getpid()))
+def mount(*args):
+    subprocess.run(["mount", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for path in spec["hide"]:
+    if os.path.isdir(path):
+        mount("-t", "tmpfs", "-o", "size=4k,mode=000", "vmkit-hidden", path)
+for path in spec["private"]:
+    if os.path.isdir(path):
+        mount("-t", "tmpfs", "-o", "size=256m,mode=1777", "vmkit-private", path)
+if spec["user"]:
+    mount("-t", "proc", "-o", "hidepid=2", "proc", "/proc")
+    os.setgroups(spec["groups"])
+    os.setgid(spec["gid"])
+    os.setuid(spec["uid"])
+    socket = spec["podman"]
+    os.makedirs(os.path.dirname(socket), mode=0o700, exist_ok=True)
+    with open(os.path.join(os.environ["HOME"], "podman-service.log"), "ab") as log:
+        subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + socket],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + spec["wait"]
+    while not os.path.exists(socket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def enforced() -> bool:
+    """Whether limits and the sure kill are enforced here (the grader runs as root)."""
+    return os.geteuid() == 0
+
+
+def class_prefix() -> Path | None:
+    """The students' environment (`make class-env`), if installed: what a throwaway user runs."""
+    prefix = Path(os.environ.get("VMKIT_CLASS_PREFIX", "/opt/vmkit-class"))
+    return prefix if (prefix / "venv/bin/python").exists() and (prefix / "cache").is_dir() else None
+
+
+def isolated() -> bool:
+    """Whether each notebook runs as a throwaway user (root, and the class environment present)."""
+    return enforced() and class_prefix() is not None
+
+
+def limitations() -> list[str]:
+    """Korean notes on what this grader cannot enforce where it runs ([] when everything is)."""
+    if not enforced():
+        return ["채점기가 root가 아니어서 노트북마다 따로 사용자를 만들지 못하고, 메모리·프로세스 수 한도(cgroup)를 "
+                "걸지 못하며, 노트북이 세션을 벗어나 띄운 프로세스를 모두 끝낸다고 보장하지 못합니다. 노트북은 "
+                "채점기와 같은 사용자로 돌아 채점기가 읽는 파일을 읽을 수 있습니다. 수업 서버에서는 root로 채점하세요."]
+    if class_prefix() is None:
+        return ["학생 환경(make class-env, /opt/vmkit-class)이 없어 노트북을 따로 만든 사용자로 돌리지 못합니다. "
+                "노트북은 root로 돌아 강사용 실습도 읽을 수 있습니다."]
+    return []
+
+
+def _useradd(name: str, home: Path, groups: list[str]) -> None:
+    """`useradd` (which also gives subordinate ids), retried while another holds the lock."""
+    argv = ["useradd", "-M", "-d", str(home), "-s", "/usr/sbin/nologin", *(["-G", ",".join(groups)] if groups else []), name]
+    for attempt in range(50):
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode == 0:
+            return
+        if "lock" not in done.stderr:
+            raise RuntimeError(f"useradd {name}: {done.stderr.strip()}")
+        time.sleep(0.1 + 0.05 * attempt)
+    raise RuntimeError(f"useradd {name}: /etc/passwd stayed locked")
+
+
+def _userdel(name: str) -> None:
+    for attempt in range(50):
+        done = subprocess.run(["userdel", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode in (0, 6):  # 6: no such user
+            return
+        time.sleep(0.1 + 0.05 * attempt)
+
+
+@dataclass
+class Sandbox:
+    """One notebook's confinement: its env, its kernel's command, and the cleanup afterwards.
+
+    `hide`: directories the notebook must not see (the instructor's labs, the submissions,
+    the grader's output); covered when it runs as its own user.
+    """
+
+    workdir: Path
+    run_id: str
+    hide: tuple[str, ...] = ()
+    cgroup: ChildCgroup | None = None
+    user: pwd.struct_passwd | None = None
+    killed: list[str] = field(default_factory=list)
+
+    @property
+    def home(self) -> Path:
+        return self.workdir / "home"
+
+    @property
+    def runtime_dir(self) -> Path | None:
+        return Path(f"/run/user/{self.user.pw_uid}") if self.user else None
+
+    @property
+    def docker_url(self) -> str | None:
+        """The notebook's own Podman service (its user's), or None: the grader's engine."""
+        return f"unix://{self.runtime_dir}/podman/podman.sock" if self.user else None
+
+    def env(self) -> dict[str, str]:
+        """The kernel's whole environment: everything it keeps lives in the work dir."""
+        home = self.home
+        places = {"HOME": home, "TMPDIR": self.workdir / "tmp", "IPYTHONDIR": home / ".ipython",
+                  "JUPYTER_CONFIG_DIR": home / ".jupyter", "JUPYTER_DATA_DIR": home / ".local/share/jupyter",
+                  "JUPYTER_RUNTIME_DIR": home / ".local/share/jupyter/runtime",
+                  "MPLCONFIGDIR": home / ".config/matplotlib", "XDG_CONFIG_HOME": home / ".config",
+                  "XDG_CACHE_HOME": home / ".cache", "XDG_DATA_HOME": home / ".local/share"}
+        for path in places.values():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.user:
+                os.chown(path, self.user.pw_uid, self.user.pw_gid)
+        env = {key: str(path) for key, path in places.items()}
+        if not self.user:
+            return {**os.environ, **env}
+        prefix = class_prefix()
+        return {**env, "USER": self.user.pw_name, "LOGNAME": self.user.pw_name, "LANG": "C.UTF-8",
+                "PATH": f"{prefix}/venv/bin:/usr/local/bin:/usr/bin:/bin", "VMKIT_MODE": "class",
+                "XDG_RUNTIME_DIR": str(self.runtime_dir), "DOCKER_HOST": self.docker_url,
+                "VMKIT_CACHE": f"{prefix}/cache", "CONTAINERS_CONF": f"{prefix}/containers.conf"}
+
+    def kernel_command(self, command: list[str], connection_file: str = "") -> list[str]:
+        """The kernel's command as it must start here: through the launcher, as the user
+        (who is given the connection file the grader wrote)."""
+        if self.cgroup is None:
+            return command
+        if self.user and connection_file:
+            os.chown(connection_file, self.user.pw_uid, self.user.pw_gid)
+        if self.user and Path(command[0]).name.startswith("python"):
+            command = [str(class_prefix() / "venv/bin/python"), *command[1:]]
+        spec = {"procs": [str(p) for p in self.cgroup.procs_files()], "user": bool(self.user),
+                "hide": [p for p in self.hide if p] if self.user else [],
+                "private": list(PRIVATE) if self.user else [], "wait": SOCKET_WAIT_S,
+                "podman": self.docker_url[len("unix://"):] if self.user else ""}
+        if self.user:
+            spec.update(uid=self.user.pw_uid, gid=self.user.pw_gid,
+                        groups=[self.user.pw_gid, *self._extra_gids()])
+            return ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _LAUNCH,
+                    json.dumps(spec), *command]
+        return [sys.executable, "-c", _LAUNCH, json.dumps(spec), *command]
+
+    @staticmethod
+    def _groups() -> list[str]:
+        """Groups the notebook's user joins: `kvm`, where /dev/kvm is the group's."""
+        import grp
+
+        try:
+            grp.getgrnam("kvm")
+            return ["kvm"]
+        except KeyError:
+            return []
+
+    def _extra_gids(self) -> list[int]:
+        import grp
+
+        return [grp.getgrnam(name).gr_gid for name in self._groups()]
+
+    def __enter__(self) -> Sandbox:
+        if not enforced():
+            return self
+        self.cgroup = ChildCgroup(GROUP, self.run_id)
+        self.cgroup.create(MEMORY_LIMIT, TASKS_MAX)
+        if class_prefix() is not None:
+            name = user_name(self.run_id)
+            _useradd(name, self.home, self._groups())
+            self.user = pwd.getpwnam(name)
+            os.chown(self.workdir, self.user.pw_uid, self.user.pw_gid)
+            self.workdir.chmod(0o700)
+            self.home.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.home, self.user.pw_uid, self.user.pw_gid)
+            self.runtime_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.runtime_dir, self.user.pw_uid, self.user.pw_gid)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def cgroup_exists(self) -> bool:
+        """Whether the notebook's cgroup is still there (it should not be, once released)."""
+        return enforced() and any(d.exists() for d in ChildCgroup(GROUP, self.run_id).dirs.values())
+
+    def release(self) -> None:
+        """Kill every process left in the notebook's cgroup (by pid), remove the cgroup, the
+        user (with its subordinate ids) and its runtime dir."""
+        cgroup = self.cgroup or (ChildCgroup(GROUP, self.run_id) if enforced() else None)
+        if cgroup is not None:
+            self.killed = [k for k in cgroup.kill_all() if k.rsplit("(", 1)[-1].rstrip(")") not in OURS]
+            cgroup.remove()
+        if not enforced():
+            return
+        try:
+            user = self.user or pwd.getpwnam(user_name(self.run_id))
+        except KeyError:
+            return
+        shutil.rmtree(f"/run/user/{user.pw_uid}", ignore_errors=True)
+        _userdel(user.pw_name)
+        self.user = None
+
+
+def user_name(run_id: str) -> str:
+    """The throwaway user of a run: derived from the run id, so a cleanup can find it."""
+    return "vg-" + run_id.rsplit("-", 1)[-1][:12]
+
+
+def workdir_base() -> str | None:
+    """Where `grade_notebook` makes work dirs: BASE for sandboxed users (0711, root's), else
+    the system's temp dir (None)."""
+    if not isolated():
+        return None
+    BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
+    return str(BASE)
