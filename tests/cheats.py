@@ -21,7 +21,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from submissions import solved, student_of  # noqa: E402
+from submissions import solved, student_of, tagged  # noqa: E402
 
 from vmkit.grading import variant  # noqa: E402
 
@@ -33,12 +33,6 @@ DAEMON_MARK = "301.25"
 HIDDEN_1 = "숨은 검사: x의 두 배인 정수 4여야 합니다."
 
 
-def _cell(maker, source: str, *tags: str):
-    cell = maker(source)
-    cell.metadata["tags"] = list(tags)
-    return cell
-
-
 def instructor_lab() -> nbformat.NotebookNode:
     """Three exercises: a number (with a hidden check), a string, and a seeded variant."""
     return new_notebook(cells=[
@@ -46,19 +40,19 @@ def instructor_lab() -> nbformat.NotebookNode:
         new_code_cell('STUDENT_ID = "2026000000"\n\nfrom vmkit.grading import variant\n\n'
                       f'my_n = variant.pick(variant.student_id(STUDENT_ID), "cheat-n", {CHOICES!r})'),
         new_code_cell("x = 2"),
-        _cell(new_markdown_cell, "### 연습 1. 두 배\n\n`answer_1`에 x의 두 배를 넣으세요.", "exercise-1"),
-        _cell(new_code_cell, "answer_1 = x * 2", "exercise-1", "solution"),
-        _cell(new_code_cell, 'assert isinstance(answer_1, (int, float)), "answer_1은 수입니다."',
+        tagged(new_markdown_cell, "### 연습 1. 두 배\n\n`answer_1`에 x의 두 배를 넣으세요.", "exercise-1"),
+        tagged(new_code_cell, "answer_1 = x * 2", "exercise-1", "solution"),
+        tagged(new_code_cell, 'assert isinstance(answer_1, (int, float)), "answer_1은 수입니다."',
               "exercise-1", "check"),
-        _cell(new_code_cell, 'assert abs(answer_1 - 4) < 1e-9 and isinstance(answer_1, int), '
+        tagged(new_code_cell, 'assert abs(answer_1 - 4) < 1e-9 and isinstance(answer_1, int), '
                              '"x의 두 배인 정수 4여야 합니다."', "exercise-1", "check", "hidden"),
-        _cell(new_markdown_cell, "### 연습 2. 인사\n\n`answer_2`에 'ok'를 넣으세요.", "exercise-2"),
-        _cell(new_code_cell, 'answer_2 = "ok"', "exercise-2", "solution"),
-        _cell(new_code_cell, 'assert answer_2 == "ok", "answer_2는 \'ok\'여야 합니다."', "exercise-2", "check"),
-        _cell(new_markdown_cell, "### 연습 3. 내 변형\n\n`answer_3`에 `my_n`의 열 배를 넣으세요.", "exercise-3"),
-        _cell(new_code_cell, "answer_3 = my_n * 10", "exercise-3", "solution"),
-        _cell(new_code_cell, 'assert isinstance(answer_3, int), "answer_3은 정수입니다."', "exercise-3", "check"),
-        _cell(new_code_cell, 'assert answer_3 == my_n * 10, "학번이 정한 my_n의 열 배가 아닙니다."',
+        tagged(new_markdown_cell, "### 연습 2. 인사\n\n`answer_2`에 'ok'를 넣으세요.", "exercise-2"),
+        tagged(new_code_cell, 'answer_2 = "ok"', "exercise-2", "solution"),
+        tagged(new_code_cell, 'assert answer_2 == "ok", "answer_2는 \'ok\'여야 합니다."', "exercise-2", "check"),
+        tagged(new_markdown_cell, "### 연습 3. 내 변형\n\n`answer_3`에 `my_n`의 열 배를 넣으세요.", "exercise-3"),
+        tagged(new_code_cell, "answer_3 = my_n * 10", "exercise-3", "solution"),
+        tagged(new_code_cell, 'assert isinstance(answer_3, int), "answer_3은 정수입니다."', "exercise-3", "check"),
+        tagged(new_code_cell, 'assert answer_3 == my_n * 10, "학번이 정한 my_n의 열 배가 아닙니다."',
               "exercise-3", "check", "hidden"),
         new_markdown_cell("## 정리"),
     ])

@@ -9,6 +9,13 @@ import nbformat
 from vmkit.grading import assign
 
 
+def tagged(maker, source: str, *tags: str):
+    """A new cell (`maker`: nbformat's new_code_cell, new_markdown_cell, ...) with `tags`."""
+    cell = maker(source)
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
 def tags(cell) -> set[str]:
     return set(cell.metadata.get("tags", []))
 

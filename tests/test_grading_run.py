@@ -18,30 +18,24 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vmkit.errors import InvalidInput
-from submissions import solved, student_of, without
+from submissions import solved, student_of, tagged, without
 from vmkit.grading import grade, prepare, report, variant
 
 LAB = "01-double.ipynb"
-
-
-def _cell(maker, source, *tags):
-    cell = maker(source)
-    cell.metadata["tags"] = list(tags)
-    return cell
 
 
 def instructor_lab() -> nbformat.NotebookNode:
     return new_notebook(cells=[
         new_markdown_cell("# 실습 1: 두 배"),
         new_code_cell("x = 2"),
-        _cell(new_markdown_cell, "### 연습 1. 두 배\n\n`answer_1`에 x의 두 배를 넣으세요.", "exercise-1"),
-        _cell(new_code_cell, "answer_1 = x * 2", "exercise-1", "solution"),
-        _cell(new_code_cell, 'assert answer_1 == 4, "x의 두 배는 4입니다."', "exercise-1", "check"),
-        _cell(new_code_cell, 'assert isinstance(answer_1, int), "정수여야 합니다."',
+        tagged(new_markdown_cell, "### 연습 1. 두 배\n\n`answer_1`에 x의 두 배를 넣으세요.", "exercise-1"),
+        tagged(new_code_cell, "answer_1 = x * 2", "exercise-1", "solution"),
+        tagged(new_code_cell, 'assert answer_1 == 4, "x의 두 배는 4입니다."', "exercise-1", "check"),
+        tagged(new_code_cell, 'assert isinstance(answer_1, int), "정수여야 합니다."',
               "exercise-1", "check", "hidden"),
-        _cell(new_markdown_cell, "### 연습 2. 인사\n\n`answer_2`에 'ok'를 넣으세요.", "exercise-2", "points-3"),
-        _cell(new_code_cell, 'answer_2 = "ok"', "exercise-2", "solution"),
-        _cell(new_code_cell, 'assert answer_2 == "ok", "answer_2는 \'ok\'여야 합니다."', "exercise-2", "check"),
+        tagged(new_markdown_cell, "### 연습 2. 인사\n\n`answer_2`에 'ok'를 넣으세요.", "exercise-2", "points-3"),
+        tagged(new_code_cell, 'answer_2 = "ok"', "exercise-2", "solution"),
+        tagged(new_code_cell, 'assert answer_2 == "ok", "answer_2는 \'ok\'여야 합니다."', "exercise-2", "check"),
         new_markdown_cell("## 정리"),
     ])
 

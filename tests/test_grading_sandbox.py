@@ -74,8 +74,15 @@ def _markers(*marks: str) -> list[int]:
     return [p.pid for p in psutil.process_iter(["cmdline"]) if any(m in (p.info["cmdline"] or []) for m in marks)]
 
 
-@pytest.mark.skipif(not sandbox.isolated(), reason="needs root and the class environment (make class-env)")
-def test_the_sandbox_holds_from_inside_and_nothing_is_left(tmp_path):
+@pytest.fixture
+def as_users(monkeypatch):
+    """Each graded notebook as its own user, even on cgroup v1 (these notebooks need no limits)."""
+    monkeypatch.setenv("VMKIT_GRADE_USER", "1")
+    if not sandbox.isolated():
+        pytest.skip("needs root and the class environment (make class-env)")
+
+
+def test_the_sandbox_holds_from_inside_and_nothing_is_left(tmp_path, as_users):
     labs, subs = tmp_path / "labs", tmp_path / "subs"
     marks = ("123.25", "123.5")
     _class(tmp_path, {"p-one": _probe(labs, subs, marks[0], marks[1]),

@@ -84,17 +84,18 @@ def _graded_cell(student_cell, instructor_cell, source: str, place: int):
     return cell
 
 
-def variant_source(instructor, student: str | None) -> str:
-    """The `my_…` assignments of the instructor's variant cells, with the grader's own picks.
+def variant_statements(instructor, student: str | None) -> list[tuple[set[str], set[str], str]]:
+    """The `my_…` assignments of the instructor's variant cells, with the grader's own picks:
+    (names assigned, names read, source line) each.
 
     A variant cell is a code cell that calls `variant.pick(variant.student_id(STUDENT_ID),
     KEY, CHOICES)`; each of its top-level assignments to a `my_…` name is kept, every such
     pick replaced by the value the grader computes for `student` (KEY and CHOICES must be
-    literals). "" without a student or without variants.
+    literals). [] without a student.
     """
     if not student:
-        return ""
-    lines = []
+        return []
+    found = []
     for cell in instructor.cells:
         if cell.cell_type != "code" or "variant.pick(" not in cell.source:
             continue
@@ -103,9 +104,29 @@ def variant_source(instructor, student: str | None) -> str:
             if not isinstance(stmt, ast.Assign) or not names or not all(n.startswith("my_") for n in names):
                 continue
             stmt = _PickToLiteral(student).visit(stmt)
-            lines.append(ast.unparse(stmt))
-    if not lines:
+            found.append((set(names), _reads(stmt.value), ast.unparse(stmt)))
+    return found
+
+
+def _reads(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def variant_source(statements: list[tuple[set[str], set[str], str]], check_source: str) -> str:
+    """The variant assignments `check_source` needs (and those they need), in order; "" if none."""
+    try:
+        wanted = _reads(ast.parse(check_source))
+    except SyntaxError:
+        wanted = set()
+    chosen: set[int] = set()
+    for _ in statements:  # to a fixed point: a chosen statement may read another's name
+        for i, (targets, reads, _line) in enumerate(statements):
+            if i not in chosen and targets & wanted:
+                chosen.add(i)
+                wanted |= reads
+    if not chosen:
         return ""
+    lines = [line for i, (_, _, line) in enumerate(statements) if i in chosen]
     return "# 채점기가 제출 이름으로 정한 변형(variant)\n" + "\n".join(lines) + "\n"
 
 
@@ -133,10 +154,11 @@ def prepare(submission, instructor, name: str = "노트북",
     exercises = read_marks(instructor, name)
     by_number = {ex.number: ex for ex in exercises}
     guard_name = guard.new_name()
-    variants = variant_source(instructor, student)
+    statements = variant_statements(instructor, student)
 
     def checked(source: str, number: int) -> str:
         """A check's source as it runs: the guard, the grader's variant values, the asserts."""
+        variants = variant_source(statements, source)
         return guard.call_source(guard_name, variants + source, number) + variants + source
 
     student = _student_cells(submission)

@@ -10,15 +10,18 @@ Where the grader runs as root (typical on a class server), it enforces more:
   and a pids limit, which the kernel joins before it starts: a fork bomb or a memory hog
   stops at its own limits, and every process the notebook started, even one that left its
   session, is killed by pid when the notebook is done;
-- when the students' environment of the class hub is installed (`make class-env`:
+- a mount namespace of its own, where the instructor's labs, the submissions and the
+  grader's output are covered by empty, unreadable mounts and `/tmp`, `/var/tmp` and
+  `/dev/shm` are private;
+- on cgroup v2 with the students' environment of the class hub installed (`make class-env`:
   `/opt/vmkit-class`), a throwaway unix user per notebook: the kernel runs as that user, with
   the students' Python, its own rootless Podman (as a student on the hub has) and the shared
-  read-only guest artifacts. In a mount namespace of its own, the instructor's labs, the
-  submissions and the grader's output are covered by empty, unreadable mounts, `/tmp`,
-  `/var/tmp` and `/dev/shm` are private, and `/proc` shows only the user's own processes. The
-  user, its files and its subordinate ids are deleted afterwards.
+  read-only guest artifacts, and `/proc` shows only its own processes. The user, its files and
+  its subordinate ids are deleted afterwards. On cgroup v1 a rootless engine cannot apply the
+  labs' container limits, so the kernel stays root (with the grader's engine) unless
+  `VMKIT_GRADE_USER=1` asks for the user anyway (`VMKIT_GRADE_USER=0` never makes one).
 
-Without root none of that is enforced, and `limitations()` says so.
+What is not enforced where the grader runs, `limitations()` says.
 """
 
 from __future__ import annotations
@@ -94,20 +97,33 @@ def class_prefix() -> Path | None:
 
 
 def isolated() -> bool:
-    """Whether each notebook runs as a throwaway user (root, and the class environment present)."""
-    return enforced() and class_prefix() is not None
+    """Whether each notebook runs as a throwaway user: as root, with the class environment, on
+    cgroup v2 (or when `VMKIT_GRADE_USER=1` says so; `0` never)."""
+    from ..host import cgroups
+
+    asked = os.environ.get("VMKIT_GRADE_USER", "")
+    wanted = asked == "1" if asked in ("0", "1") else cgroups.version() == 2
+    return wanted and enforced() and class_prefix() is not None
 
 
 def limitations() -> list[str]:
     """Korean notes on what this grader cannot enforce where it runs ([] when everything is)."""
+    from ..host import cgroups
+
     if not enforced():
         return ["채점기가 root가 아니어서 노트북마다 따로 사용자를 만들지 못하고, 메모리·프로세스 수 한도(cgroup)를 "
                 "걸지 못하며, 노트북이 세션을 벗어나 띄운 프로세스를 모두 끝낸다고 보장하지 못합니다. 노트북은 "
                 "채점기와 같은 사용자로 돌아 채점기가 읽는 파일을 읽을 수 있습니다. 수업 서버에서는 root로 채점하세요."]
+    if isolated():
+        return []
     if class_prefix() is None:
-        return ["학생 환경(make class-env, /opt/vmkit-class)이 없어 노트북을 따로 만든 사용자로 돌리지 못합니다. "
-                "노트북은 root로 돌아 강사용 실습도 읽을 수 있습니다."]
-    return []
+        why = "학생 환경(make class-env, /opt/vmkit-class)이 없어"
+    elif cgroups.version() == 1:
+        why = "cgroup v1에서는 루트리스 엔진이 실습의 컨테이너 한도를 걸지 못하므로"
+    else:
+        why = "VMKIT_GRADE_USER=0이라서"
+    return [f"{why} 노트북을 따로 만든 사용자가 아니라 root로 돌립니다(자기 cgroup과 마운트 네임스페이스 안에서, "
+            "강사용 실습·제출물·결과 폴더를 가린 채). root인 노트북은 마음먹으면 그 가림막을 걷을 수 있습니다."]
 
 
 def _useradd(name: str, home: Path, groups: list[str]) -> None:
@@ -173,7 +189,10 @@ class Sandbox:
                 os.chown(path, self.user.pw_uid, self.user.pw_gid)
         env = {key: str(path) for key, path in places.items()}
         if not self.user:
-            return {**os.environ, **env}
+            from ..host import paths
+
+            # the grader's guest artifacts and engine state, which a new HOME would hide
+            return {**os.environ, **env, "VMKIT_CACHE": str(paths.cache_dir()), "VMKIT_STATE": str(paths.state_dir())}
         prefix = class_prefix()
         return {**env, "USER": self.user.pw_name, "LOGNAME": self.user.pw_name, "LANG": "C.UTF-8",
                 "PATH": f"{prefix}/venv/bin:/usr/local/bin:/usr/bin:/bin", "VMKIT_MODE": "class",
@@ -190,15 +209,22 @@ class Sandbox:
         if self.user and Path(command[0]).name.startswith("python"):
             command = [str(class_prefix() / "venv/bin/python"), *command[1:]]
         spec = {"procs": [str(p) for p in self.cgroup.procs_files()], "user": bool(self.user),
-                "hide": [p for p in self.hide if p] if self.user else [],
-                "private": list(PRIVATE) if self.user else [], "wait": SOCKET_WAIT_S,
+                "hide": self._hidden(), "private": list(PRIVATE), "wait": SOCKET_WAIT_S,
                 "podman": self.docker_url[len("unix://"):] if self.user else ""}
         if self.user:
             spec.update(uid=self.user.pw_uid, gid=self.user.pw_gid,
                         groups=[self.user.pw_gid, *self._extra_gids()])
-            return ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _LAUNCH,
-                    json.dumps(spec), *command]
-        return [sys.executable, "-c", _LAUNCH, json.dumps(spec), *command]
+        return ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _LAUNCH,
+                json.dumps(spec), *command]
+
+    def _hidden(self) -> list[str]:
+        """The folders to cover, less any that holds what the kernel itself runs from (vmkit,
+        Python, the work dir): `--labs .` must not hide the grader's own code."""
+        import vmkit
+
+        needed = [Path(vmkit.__file__).resolve().parent, Path(sys.prefix).resolve(), self.workdir.resolve()]
+        return [path for path in self.hide
+                if path and not any(Path(path) == n or Path(path) in n.parents for n in needed)]
 
     @staticmethod
     def _groups() -> list[str]:
@@ -221,7 +247,7 @@ class Sandbox:
             return self
         self.cgroup = ChildCgroup(GROUP, self.run_id)
         self.cgroup.create(MEMORY_LIMIT, TASKS_MAX)
-        if class_prefix() is not None:
+        if isolated():
             name = user_name(self.run_id)
             _useradd(name, self.home, self._groups())
             self.user = pwd.getpwnam(name)
@@ -264,9 +290,9 @@ def user_name(run_id: str) -> str:
 
 
 def workdir_base() -> str | None:
-    """Where `grade_notebook` makes work dirs: BASE for sandboxed users (0711, root's), else
-    the system's temp dir (None)."""
-    if not isolated():
+    """Where `grade_notebook` makes work dirs: BASE as root (0711, root's; outside the /tmp a
+    notebook gets privately), else the system's temp dir (None)."""
+    if not enforced():
         return None
     BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
     return str(BASE)
