@@ -230,7 +230,7 @@ CHEATS = [
           _env_variant, (3,), "숨은 검사: 학번이 정한 my_n의 열 배가 아닙니다."),
     Cheat("c19-startup-file", "Unanswered, but writes IPython startup files that answer for every later "
           "notebook (the next students' and its own next run)",
-          lambda t: _before(student_of(t), STARTUP), (1, 2, 3), "연습 "),
+          lambda t: _before(student_of(t), STARTUP), (1, 2, 3), "NotImplementedError: 연습"),
     Cheat("c20-daemon", "Leaves a process running in a new session (`start_new_session=True`)",
           lambda t: _after(solved(t), "import subprocess\nsubprocess.Popen(['sleep', '" + DAEMON_MARK + "'], "
                                       "start_new_session=True, stdin=subprocess.DEVNULL, "
