@@ -176,3 +176,25 @@ def test_sigterm_then_resume_grades_everyone_exactly_once(tmp_path):
     canvas = _csv(out.parent / "grades-canvas.csv")
     assert canvas[0]["Student"] == "Points Possible" and canvas[0]["01-cheat"] == "3"
     assert [row["SIS User ID"] for row in canvas[1:]] == [f"r{n}" for n in range(5)]
+
+
+def test_a_grader_that_cannot_make_cgroups_still_grades(monkeypatch):
+    """cgroup v2 refuses controllers to a cgroup that holds processes (EBUSY): the grader then
+    grades without limits, says so, and fails no notebook for it."""
+    from vmkit.grading import run
+
+    def busy(self, mem_limit, tasks_max):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(sandbox.ChildCgroup, "create", busy)
+    sandbox.cgroup_problem.cache_clear()
+    try:
+        assert not sandbox.enforced() and not sandbox.isolated()
+        if os.geteuid() == 0:
+            assert "cgroup을 만들 수 없어(OSError: [Errno 16] Device or resource busy)" in sandbox.limitations()[0]
+        teacher = cheats.instructor_lab()
+        job = run.Job("h-correct", cheats.LAB, nbformat.writes(teacher), nbformat.writes(solved(teacher)), 60)
+        result = run.grade_notebook(job)
+        assert [ex.passed for ex in result.exercises] == [True, True, True], result.exercises
+    finally:
+        sandbox.cgroup_problem.cache_clear()

@@ -26,6 +26,7 @@ What is not enforced where the grader runs, `limitations()` says.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -86,8 +87,32 @@ os.execvp(sys.argv[2], sys.argv[2:])
 
 
 def enforced() -> bool:
-    """Whether limits and the sure kill are enforced here (the grader runs as root)."""
-    return os.geteuid() == 0
+    """Whether limits and the sure kill are enforced here: the grader runs as root and can make
+    a notebook's cgroup (see `cgroup_problem`)."""
+    return os.geteuid() == 0 and not cgroup_problem()
+
+
+@functools.lru_cache(maxsize=1)
+def cgroup_problem() -> str:
+    """"" if this process can make (and remove) a notebook's cgroup here, else why not.
+
+    On cgroup v2 a cgroup that holds processes cannot enable controllers for its children, so
+    a grader running in a non-leaf cgroup cannot make one: it then grades without limits (and
+    says so) rather than failing every notebook.
+    """
+    if os.geteuid() != 0:
+        return "root가 아닙니다"
+    probe = ChildCgroup(GROUP, f"probe-{os.getpid()}")
+    try:
+        probe.create(MEMORY_LIMIT, TASKS_MAX)
+        return ""
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            probe.remove()
+        except OSError:
+            pass
 
 
 def class_prefix() -> Path | None:
@@ -110,6 +135,9 @@ def limitations() -> list[str]:
     """Korean notes on what this grader cannot enforce where it runs ([] when everything is)."""
     from ..host import cgroups
 
+    if os.geteuid() == 0 and cgroup_problem():
+        return [f"노트북의 cgroup을 만들 수 없어({cgroup_problem()}) 메모리·프로세스 수 한도 없이, 따로 만든 사용자 "
+                "없이 채점합니다. 노트북은 root로 돌아 채점기가 읽는 파일을 읽을 수 있습니다."]
     if not enforced():
         return ["채점기가 root가 아니어서 노트북마다 따로 사용자를 만들지 못하고, 메모리·프로세스 수 한도(cgroup)를 "
                 "걸지 못하며, 노트북이 세션을 벗어나 띄운 프로세스를 모두 끝낸다고 보장하지 못합니다. 노트북은 "
