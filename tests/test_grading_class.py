@@ -50,7 +50,10 @@ def class_submissions(root: Path) -> Path:
                                      'left_box = vmkit.Container(memory="64M")\nleft_box.start()'))
     found = {
         "correct": correct,
-        "wrong": solved(teacher, exercise_2="answer_2 = ct_limit"),
+        # twice what the container saw: wrong with or without an applied limit (a throwaway user's
+        # rootless Podman applies none)
+        "wrong": solved(teacher, exercise_2='answer_2 = 2 * ct_trace.guest["mem_total_bytes"]\n'
+                                            "answer_2_survives = False"),
         "unfinished": student_of(teacher),
         "exception": exception,
         "nocheck": without(solved(teacher), 3, "check"),
@@ -102,7 +105,7 @@ def test_six_kinds_of_submission_graded_exactly(local_grades):
     ok = {n: ("true", p, "") for n, p in points.items()}
     expected = {
         "correct": ok, "leaky": ok,
-        "wrong": {**ok, 2: ("false", 0, "컨테이너 안의 MemTotal은 한도보다 큽니다: 한도는 cgroup이 따로 겁니다.")},
+        "wrong": {**ok, 2: ("false", 0, "숨은 검사: 컨테이너가 보는 MemTotal은 호스트 전체 메모리와 같습니다.")},
         "unfinished": {n: ("false", 0, f"NotImplementedError: 연습 {n}의 답을 아직 쓰지 않았습니다.") for n in points},
         "exception": {**ok, 2: ("false", 0, "NameError: name 'ct_trace' is not defined")},
         "nocheck": {**ok, 3: ("false", 0, "검사(check) 셀이 지워졌습니다: 지운 검사는 통과로 치지 않습니다.")},

@@ -51,7 +51,8 @@ def cmd_grade(args) -> int:
         if not args.scheduler:
             from ..grading import sandbox
 
-            for limit in sandbox.limitations():
+            root_labs = sorted({job.lab for job in jobs if job.needs_limits})
+            for limit in sandbox.limitations(root_labs):
                 print(f"주의: {limit}", file=sys.stderr)
     bar = tqdm(total=len(jobs), initial=len(done), desc="채점", unit="노트북", disable=args.json, file=sys.stderr)
     landed = list(done)

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import InvalidInput, VmkitError
+from . import sandbox
 from .assign import find_labs
 from .prepare import prepare
 from .run import DEFAULT_TIMEOUT, Job, NotebookResult, abandon, grade_notebook, new_run_id, results
@@ -131,12 +132,14 @@ def collect(submissions_dir: str | Path, labs_dir: str | Path, timeout: float = 
                                 f"(실습: {', '.join(sorted(labs))}).")
     instructor = {name: labs[name].read_text() for name in graded}
     hide = tuple(str(Path(p).resolve()) for p in (labs_dir, submissions_dir, *exclude))
+    limited = {name: sandbox.needs_limits(text) for name, text in instructor.items()}
     jobs = []
     for student in students:
         for name in graded:
             path = handed[student.name].get(name)
             jobs.append(Job(student.name, name, instructor[name],
-                            path.read_text(errors="replace") if path else None, timeout, hide=hide))
+                            path.read_text(errors="replace") if path else None, timeout, hide=hide,
+                            needs_limits=limited[name]))
     return jobs, notes
 
 

@@ -43,6 +43,7 @@ class Job:
     kernel: str = "python3"
     run_id: str = ""  # set by the executor, so it can clean up after a worker that died
     hide: tuple[str, ...] = ()  # folders the notebook must not see (labs, submissions, output)
+    needs_limits: bool = False  # the lab's checks need container limits (sandbox.needs_limits)
 
 
 def new_run_id() -> str:
@@ -347,7 +348,7 @@ def grade_notebook(job: Job) -> NotebookResult:
         return _not_run(result, instructor, problem, problem)
     run_id = result.run_id = job.run_id or new_run_id()
     with tempfile.TemporaryDirectory(prefix=f"vmkit-grade-{run_id}-", dir=sandbox.workdir_base()) as workdir, \
-            sandbox.Sandbox(Path(workdir), run_id, job.hide) as box:
+            sandbox.Sandbox(Path(workdir), run_id, job.hide, job.needs_limits) as box:
         env = {**box.env(), runs.VARIABLE: run_id, variant.VARIABLE: job.student}
         try:
             nb, replies, stopped_at, result.problem, result.left_running, dropped = asyncio.run(

@@ -13,13 +13,15 @@ Where the grader runs as root (typical on a class server), it enforces more:
 - a mount namespace of its own, where the instructor's labs, the submissions and the
   grader's output are covered by empty, unreadable mounts and `/tmp`, `/var/tmp` and
   `/dev/shm` are private;
-- on cgroup v2 with the students' environment of the class hub installed (`make class-env`:
+- with the students' environment of the class hub installed (`make class-env`:
   `/opt/vmkit-class`), a throwaway unix user per notebook: the kernel runs as that user, with
   the students' Python, its own rootless Podman (as a student on the hub has) and the shared
   read-only guest artifacts, and `/proc` shows only its own processes. The user, its files and
-  its subordinate ids are deleted afterwards. On cgroup v1 a rootless engine cannot apply the
-  labs' container limits, so the kernel stays root (with the grader's engine) unless
-  `VMKIT_GRADE_USER=1` asks for the user anyway (`VMKIT_GRADE_USER=0` never makes one).
+  its subordinate ids are deleted afterwards. A rootless Podman without a systemd user session
+  applies no container limits, on cgroup v1 or v2 (podman#4235, #21575), so a lab whose
+  metadata says it needs them (`"vmkit": {"grading": {"container_limits": true}}`, lab 04)
+  keeps its kernel root, with the grader's engine, in its cgroup and mount namespace.
+  `VMKIT_GRADE_USER=1` asks for the user anyway, `0` never makes one.
 
 What is not enforced where the grader runs, `limitations()` says.
 """
@@ -121,20 +123,26 @@ def class_prefix() -> Path | None:
     return prefix if (prefix / "venv/bin/python").exists() and (prefix / "cache").is_dir() else None
 
 
-def isolated() -> bool:
-    """Whether each notebook runs as a throwaway user: as root, with the class environment, on
-    cgroup v2 (or when `VMKIT_GRADE_USER=1` says so; `0` never)."""
-    from ..host import cgroups
-
+def isolated(needs_limits: bool = False) -> bool:
+    """Whether a notebook runs as a throwaway user: as root, with the class environment, unless
+    its lab needs container limits (or as `VMKIT_GRADE_USER=1`/`0` says)."""
     asked = os.environ.get("VMKIT_GRADE_USER", "")
-    wanted = asked == "1" if asked in ("0", "1") else cgroups.version() == 2
+    wanted = asked == "1" if asked in ("0", "1") else not needs_limits
     return wanted and enforced() and class_prefix() is not None
 
 
-def limitations() -> list[str]:
-    """Korean notes on what this grader cannot enforce where it runs ([] when everything is)."""
-    from ..host import cgroups
+def needs_limits(instructor_text: str) -> bool:
+    """Whether an instructor notebook (JSON text) says its checks need container limits."""
+    try:
+        metadata = json.loads(instructor_text).get("metadata", {})
+    except (ValueError, AttributeError):
+        return False
+    return bool(metadata.get("vmkit", {}).get("grading", {}).get("container_limits", False))
 
+
+def limitations(root_labs: list[str] = ()) -> list[str]:
+    """Korean notes on what this grader cannot enforce where it runs ([] when everything is);
+    `root_labs`: the labs whose metadata keeps their kernels root (they need container limits)."""
     if os.geteuid() == 0 and cgroup_problem():
         return [f"노트북의 cgroup을 만들 수 없어({cgroup_problem()}) 메모리·프로세스 수 한도 없이, 따로 만든 사용자 "
                 "없이 채점합니다. 노트북은 root로 돌아 채점기가 읽는 파일을 읽을 수 있습니다."]
@@ -142,16 +150,15 @@ def limitations() -> list[str]:
         return ["채점기가 root가 아니어서 노트북마다 따로 사용자를 만들지 못하고, 메모리·프로세스 수 한도(cgroup)를 "
                 "걸지 못하며, 노트북이 세션을 벗어나 띄운 프로세스를 모두 끝낸다고 보장하지 못합니다. 노트북은 "
                 "채점기와 같은 사용자로 돌아 채점기가 읽는 파일을 읽을 수 있습니다. 수업 서버에서는 root로 채점하세요."]
-    if isolated():
-        return []
-    if class_prefix() is None:
-        why = "학생 환경(make class-env, /opt/vmkit-class)이 없어"
-    elif cgroups.version() == 1:
-        why = "cgroup v1에서는 루트리스 엔진이 실습의 컨테이너 한도를 걸지 못하므로"
-    else:
-        why = "VMKIT_GRADE_USER=0이라서"
-    return [f"{why} 노트북을 따로 만든 사용자가 아니라 root로 돌립니다(자기 cgroup과 마운트 네임스페이스 안에서, "
-            "강사용 실습·제출물·결과 폴더를 가린 채). root인 노트북은 마음먹으면 그 가림막을 걷을 수 있습니다."]
+    how = ("노트북을 따로 만든 사용자가 아니라 root로 돌립니다(자기 cgroup과 마운트 네임스페이스 안에서, "
+           "강사용 실습·제출물·결과 폴더를 가린 채). root인 노트북은 마음먹으면 그 가림막을 걷을 수 있습니다.")
+    if not isolated():
+        why = ("학생 환경(make class-env, /opt/vmkit-class)이 없어" if class_prefix() is None
+               else "VMKIT_GRADE_USER=0이라서")
+        return [f"{why} {how}"]
+    if root_labs and isolated(needs_limits=True) is False:
+        return [f"{', '.join(root_labs)}: 검사에 컨테이너 한도가 필요한데 루트리스 엔진은 한도를 걸지 못하므로 {how}"]
+    return []
 
 
 def _useradd(name: str, home: Path, groups: list[str]) -> None:
@@ -186,6 +193,7 @@ class Sandbox:
     workdir: Path
     run_id: str
     hide: tuple[str, ...] = ()
+    needs_limits: bool = False  # the lab's checks need container limits: no throwaway user
     cgroup: ChildCgroup | None = None
     user: pwd.struct_passwd | None = None
     killed: list[str] = field(default_factory=list)
@@ -275,7 +283,7 @@ class Sandbox:
             return self
         self.cgroup = ChildCgroup(GROUP, self.run_id)
         self.cgroup.create(MEMORY_LIMIT, TASKS_MAX)
-        if isolated():
+        if isolated(self.needs_limits):
             name = user_name(self.run_id)
             _useradd(name, self.home, self._groups())
             self.user = pwd.getpwnam(name)
