@@ -161,25 +161,35 @@ def limitations(root_labs: list[str] = ()) -> list[str]:
     return []
 
 
-def _useradd(name: str, home: Path, groups: list[str]) -> None:
-    """`useradd` (which also gives subordinate ids), retried while another holds the lock."""
-    argv = ["useradd", "-M", "-d", str(home), "-s", "/usr/sbin/nologin", *(["-G", ",".join(groups)] if groups else []), name]
+def _account(argv: list[str], done_codes: tuple[int, ...] = (0,)) -> None:
+    """Run `useradd`/`userdel`, retried while another process holds the /etc/passwd lock."""
     for attempt in range(50):
         done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if done.returncode == 0:
+        if done.returncode in done_codes:
             return
         if "lock" not in done.stderr:
-            raise RuntimeError(f"useradd {name}: {done.stderr.strip()}")
+            raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
         time.sleep(0.1 + 0.05 * attempt)
-    raise RuntimeError(f"useradd {name}: /etc/passwd stayed locked")
+    raise RuntimeError(f"{' '.join(argv)}: /etc/passwd stayed locked")
+
+
+def _useradd(name: str, home: Path) -> None:
+    """A throwaway account (`useradd` also gives it subordinate ids), in `kvm` where that group
+    owns /dev/kvm."""
+    import grp
+
+    try:
+        groups = ["-G", grp.getgrnam("kvm").gr_name]
+    except KeyError:
+        groups = []
+    _account(["useradd", "-M", "-d", str(home), "-s", "/usr/sbin/nologin", *groups, name])
 
 
 def _userdel(name: str) -> None:
-    for attempt in range(50):
-        done = subprocess.run(["userdel", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if done.returncode in (0, 6):  # 6: no such user
-            return
-        time.sleep(0.1 + 0.05 * attempt)
+    try:
+        _account(["userdel", "-f", name], done_codes=(0, 6))  # 6: no such user
+    except RuntimeError:
+        pass  # best effort: a cleanup must not raise
 
 
 @dataclass
@@ -187,7 +197,7 @@ class Sandbox:
     """One notebook's confinement: its env, its kernel's command, and the cleanup afterwards.
 
     `hide`: directories the notebook must not see (the instructor's labs, the submissions,
-    the grader's output); covered when it runs as its own user.
+    the grader's output); covered in the kernel's mount namespace (as root).
     """
 
     workdir: Path
@@ -249,7 +259,7 @@ class Sandbox:
                 "podman": self.docker_url[len("unix://"):] if self.user else ""}
         if self.user:
             spec.update(uid=self.user.pw_uid, gid=self.user.pw_gid,
-                        groups=[self.user.pw_gid, *self._extra_gids()])
+                        groups=os.getgrouplist(self.user.pw_name, self.user.pw_gid))
         return ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _LAUNCH,
                 json.dumps(spec), *command]
 
@@ -262,22 +272,6 @@ class Sandbox:
         return [path for path in self.hide
                 if path and not any(Path(path) == n or Path(path) in n.parents for n in needed)]
 
-    @staticmethod
-    def _groups() -> list[str]:
-        """Groups the notebook's user joins: `kvm`, where /dev/kvm is the group's."""
-        import grp
-
-        try:
-            grp.getgrnam("kvm")
-            return ["kvm"]
-        except KeyError:
-            return []
-
-    def _extra_gids(self) -> list[int]:
-        import grp
-
-        return [grp.getgrnam(name).gr_gid for name in self._groups()]
-
     def __enter__(self) -> Sandbox:
         if not enforced():
             return self
@@ -285,7 +279,7 @@ class Sandbox:
         self.cgroup.create(MEMORY_LIMIT, TASKS_MAX)
         if isolated(self.needs_limits):
             name = user_name(self.run_id)
-            _useradd(name, self.home, self._groups())
+            _useradd(name, self.home)
             self.user = pwd.getpwnam(name)
             os.chown(self.workdir, self.user.pw_uid, self.user.pw_gid)
             self.workdir.chmod(0o700)
